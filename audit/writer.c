@@ -1,0 +1,302 @@
+/*
+ * writer.c - the audit writer thread and the SQLite store it owns.
+ *
+ * Durability reasoning: the database runs in WAL mode with synchronous=FULL,
+ * so a committed transaction survives a power cut. The writer drains its
+ * mailbox, writes everything it took in one transaction and commits; only
+ * then does it count the events as committed. An event still in the mailbox
+ * when the process is killed is lost, and was never reported as stored.
+ *
+ * Schema changes are forward migrations numbered by PRAGMA user_version; each
+ * runs in its own transaction, so a crash mid-upgrade leaves the previous
+ * version intact.
+ */
+#include "audit.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define MAILBOX_CAPACITY 4096
+#define TYPE_MAX         64
+
+enum { AUDIT_MSG_EVENT = BASE_MSG_MODULE_FIRST };
+
+/* An event on its way to the writer; owned by the message that carries it. */
+struct pending_event {
+    int64_t ts_ms;
+    char type[TYPE_MAX];
+    char detail[]; /* JSON object text */
+};
+
+struct audit_writer {
+    sqlite3 *db;
+    sqlite3_stmt *insert;
+    struct base_mailbox *mailbox;
+    struct base_logger *log;
+    pthread_t thread;
+    bool thread_started;
+    _Atomic uint64_t committed;
+};
+
+/* Migration i brings the schema from version i to i + 1. */
+static const char *const migrations[] = {
+    /* 0 -> 1: the append-only event log. */
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts_ms INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))"
+    ");"
+    "CREATE INDEX events_by_time ON events (ts_ms);",
+};
+
+#define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int audit_schema_version(void)
+{
+    return MIGRATION_COUNT;
+}
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "audit: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(sqlite3 *db, struct base_logger *log, char *err, size_t errlen)
+{
+    int v = user_version(db);
+    if (v < 0) {
+        snprintf(err, errlen, "audit: cannot read the schema version: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (v > MIGRATION_COUNT) {
+        snprintf(err, errlen,
+                 "audit: the database has schema version %d, newer than this build's %d; use a "
+                 "newer tabib",
+                 v, MIGRATION_COUNT);
+        return -1;
+    }
+    for (; v < MIGRATION_COUNT; v++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", v + 1);
+        if (exec(db, "BEGIN IMMEDIATE;", err, errlen))
+            return -1;
+        if (exec(db, migrations[v], err, errlen) || exec(db, bump, err, errlen)) {
+            exec(db, "ROLLBACK;", bump, sizeof(bump));
+            return -1;
+        }
+        if (exec(db, "COMMIT;", err, errlen))
+            return -1;
+        log_info(log, "audit", "schema migrated", LOG_INT("version", v + 1));
+    }
+    return 0;
+}
+
+/* Writes a batch in one transaction; frees every event. Returns how many were committed. */
+static unsigned write_batch(struct audit_writer *w, struct pending_event **batch, unsigned n)
+{
+    char err[256];
+    unsigned written = 0;
+    if (exec(w->db, "BEGIN;", err, sizeof(err)) == 0) {
+        for (unsigned i = 0; i < n; i++) {
+            sqlite3_reset(w->insert);
+            sqlite3_bind_int64(w->insert, 1, batch[i]->ts_ms);
+            sqlite3_bind_text(w->insert, 2, batch[i]->type, -1, SQLITE_STATIC);
+            sqlite3_bind_text(w->insert, 3, batch[i]->detail, -1, SQLITE_STATIC);
+            if (sqlite3_step(w->insert) == SQLITE_DONE)
+                written++;
+            else
+                log_error(w->log, "audit", "event refused", LOG_STR("type", batch[i]->type),
+                          LOG_STR("error", sqlite3_errmsg(w->db)));
+        }
+        sqlite3_reset(w->insert);
+        if (exec(w->db, "COMMIT;", err, sizeof(err)) != 0) {
+            log_error(w->log, "audit", "commit failed", LOG_STR("error", err));
+            exec(w->db, "ROLLBACK;", err, sizeof(err));
+            written = 0;
+        }
+    } else {
+        log_error(w->log, "audit", "cannot begin a transaction", LOG_STR("error", err));
+    }
+    for (unsigned i = 0; i < n; i++)
+        free(batch[i]);
+    return written;
+}
+
+#define BATCH_MAX 256
+
+static void *writer_main(void *arg)
+{
+    struct audit_writer *w = arg;
+    pthread_setname_np(pthread_self(), "audit");
+    struct pending_event *batch[BATCH_MAX];
+    bool running = true;
+    while (running) {
+        struct pollfd pfd = {.fd = base_mailbox_fd(w->mailbox), .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            break;
+        base_mailbox_clear_wakeup(w->mailbox);
+        unsigned n = 0;
+        struct base_msg msg;
+        while (base_mailbox_pop(w->mailbox, &msg)) {
+            if (msg.type == AUDIT_MSG_EVENT) {
+                batch[n++] = msg.ptr;
+                if (n == BATCH_MAX) {
+                    atomic_fetch_add(&w->committed, write_batch(w, batch, n));
+                    n = 0;
+                }
+            } else if (msg.type == BASE_MSG_PROBE) {
+                base_mailbox_answer_probe(&msg, BASE_THREAD_AUDIT);
+            } else if (msg.type == BASE_MSG_STOP) {
+                running = false; /* keep draining: what was queued before STOP is written */
+            }
+        }
+        if (n)
+            atomic_fetch_add(&w->committed, write_batch(w, batch, n));
+    }
+    return NULL;
+}
+
+static void free_queued(struct audit_writer *w)
+{
+    struct base_msg msg;
+    while (base_mailbox_pop(w->mailbox, &msg))
+        if (msg.type == AUDIT_MSG_EVENT)
+            free(msg.ptr);
+}
+
+static void writer_free(struct audit_writer *w)
+{
+    if (!w)
+        return;
+    if (w->mailbox)
+        free_queued(w);
+    base_mailbox_free(w->mailbox);
+    sqlite3_finalize(w->insert);
+    sqlite3_close(w->db);
+    free(w);
+}
+
+struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger *log, char *err,
+                                        size_t errlen)
+{
+    struct audit_writer *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "audit: out of memory");
+        return NULL;
+    }
+    w->log = log;
+    char path[4096];
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "data_dir: cannot create \"%s\": %s", data_dir, strerror(errno));
+        goto fail;
+    }
+    if (snprintf(path, sizeof(path), "%s/audit.db", data_dir) >= (int)sizeof(path)) {
+        snprintf(err, errlen, "data_dir: path is too long");
+        goto fail;
+    }
+    if (sqlite3_open_v2(path, &w->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "audit: cannot open \"%s\": %s", path,
+                 w->db ? sqlite3_errmsg(w->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(w->db, 5000);
+    if (exec(w->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err, errlen) ||
+        migrate(w->db, log, err, errlen))
+        goto fail;
+    if (sqlite3_prepare_v2(w->db, "INSERT INTO events (ts_ms, type, detail) VALUES (?, ?, ?)", -1,
+                           &w->insert, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "audit: %s", sqlite3_errmsg(w->db));
+        goto fail;
+    }
+    w->mailbox = base_mailbox_new(MAILBOX_CAPACITY, NULL, NULL);
+    if (!w->mailbox) {
+        snprintf(err, errlen, "audit: cannot create the writer's mailbox");
+        goto fail;
+    }
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc != 0) {
+        snprintf(err, errlen, "audit: cannot start the writer: %s", strerror(rc));
+        goto fail;
+    }
+    w->thread_started = true;
+    log_info(log, "audit", "writer started", LOG_STR("db", path),
+             LOG_INT("schema", MIGRATION_COUNT));
+    return w;
+fail:
+    writer_free(w);
+    return NULL;
+}
+
+void audit_writer_stop(struct audit_writer *w)
+{
+    if (!w)
+        return;
+    if (w->thread_started) {
+        struct base_msg stop = {.type = BASE_MSG_STOP};
+        while (base_mailbox_push(w->mailbox, &stop) == -EAGAIN)
+            usleep(1000);
+        pthread_join(w->thread, NULL);
+    }
+    writer_free(w);
+}
+
+int audit_writer_record(struct audit_writer *w, const char *type, const char *detail_json)
+{
+    if (strlen(type) >= TYPE_MAX)
+        return -EINVAL;
+    if (!detail_json)
+        detail_json = "{}";
+    size_t dlen = strlen(detail_json);
+    struct pending_event *ev = malloc(sizeof(*ev) + dlen + 1);
+    if (!ev)
+        return -ENOMEM;
+    ev->ts_ms = base_wall_ms();
+    strcpy(ev->type, type);
+    memcpy(ev->detail, detail_json, dlen + 1);
+    struct base_msg msg = {.type = AUDIT_MSG_EVENT, .ptr = ev};
+    int rc = base_mailbox_push(w->mailbox, &msg);
+    if (rc)
+        free(ev);
+    return rc;
+}
+
+int audit_writer_probe(struct audit_writer *w, struct base_mailbox *reply_to, uint64_t seq)
+{
+    struct base_msg probe = {
+        .type = BASE_MSG_PROBE, .sender = BASE_THREAD_SIGNALING, .arg = seq, .ptr = reply_to};
+    return base_mailbox_push(w->mailbox, &probe);
+}
+
+uint64_t audit_writer_committed(const struct audit_writer *w)
+{
+    return atomic_load_explicit(&w->committed, memory_order_relaxed);
+}

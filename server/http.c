@@ -1,0 +1,424 @@
+/*
+ * http.c - the HTTPS and WSS front end on libwebsockets: health and metrics
+ * endpoints, static files of the web app, and the `tabib.v1` WebSocket.
+ *
+ * Runs on the signalling thread only (every callback comes from lws_service).
+ * Replies are built in memory and sent when the socket is writable; a slow
+ * client costs us its own queue, never a blocked loop.
+ */
+#include "state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "signaling.h"
+
+#define HTTP_CHUNK       16384
+#define WS_OUT_QUEUE_MAX 64
+#define HEADER_BUFFER    2048
+
+/* The Content-Security-Policy of every page: nothing loads from outside the server. */
+#define CSP                                                                                        \
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "                     \
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+struct http_session {
+    char *body; /* pending dynamic response body (owned), NULL when none */
+    size_t len;
+    size_t sent;
+};
+
+struct ws_out {
+    struct ws_out *next;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE bytes of room, then the message */
+};
+
+struct ws_session {
+    struct srv_state *st;
+    struct lws *wsi;
+    struct ws_session *prev, *next;
+    char *rx; /* the message being reassembled from fragments */
+    size_t rx_len;
+    bool rx_binary;
+    struct ws_out *out_head, *out_tail;
+    unsigned out_count;
+    bool closing; /* close with "going away" at the next writable callback */
+};
+
+static struct srv_state *state_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* Adds the headers every response carries. Returns 0 or 1 when out of room. */
+static int add_common_headers(struct lws *wsi, unsigned char **p, unsigned char *end,
+                              const char *cache_control)
+{
+    static const struct {
+        const char *name;
+        const char *value;
+    } fixed[] = {
+        {"x-content-type-options:", "nosniff"},
+        {"referrer-policy:", "no-referrer"},
+        {"x-frame-options:", "DENY"},
+        {"content-security-policy:", CSP},
+        {"permissions-policy:", "camera=(self), microphone=(self), geolocation=()"},
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)fixed[i].name,
+                                        (const unsigned char *)fixed[i].value,
+                                        (int)strlen(fixed[i].value), p, end))
+            return 1;
+    return lws_add_http_header_by_name(
+        wsi, (const unsigned char *)"cache-control:", (const unsigned char *)cache_control,
+        (int)strlen(cache_control), p, end);
+}
+
+/*
+ * Sends headers now and queues `body` (copied) for the writable callback.
+ * Returns 0, or -1 when the connection must be closed.
+ */
+static int respond(struct lws *wsi, struct http_session *hs, unsigned status, const char *ctype,
+                   const char *body, size_t len)
+{
+    unsigned char headers[LWS_PRE + HEADER_BUFFER];
+    unsigned char *start = headers + LWS_PRE, *p = start, *end = headers + sizeof(headers) - 1;
+    free(hs->body);
+    hs->body = malloc(len ? len : 1);
+    if (!hs->body)
+        return -1;
+    memcpy(hs->body, body, len);
+    hs->len = len;
+    hs->sent = 0;
+    if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
+        add_common_headers(wsi, &p, end, "no-store") ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int respond_text(struct lws *wsi, struct http_session *hs, unsigned status, const char *text)
+{
+    return respond(wsi, hs, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static int respond_not_found(struct lws *wsi, struct http_session *hs)
+{
+    state_of(wsi)->http_not_found++;
+    return respond_text(wsi, hs, HTTP_STATUS_NOT_FOUND, "not found\n");
+}
+
+/* Writes the next chunk of a pending body; returns -1 to close the connection. */
+static int write_body_chunk(struct lws *wsi, struct http_session *hs)
+{
+    if (!hs->body)
+        return 0;
+    unsigned char buf[LWS_PRE + HTTP_CHUNK];
+    size_t chunk = hs->len - hs->sent;
+    if (chunk > HTTP_CHUNK)
+        chunk = HTTP_CHUNK;
+    bool last = hs->sent + chunk == hs->len;
+    memcpy(buf + LWS_PRE, hs->body + hs->sent, chunk);
+    if (lws_write(wsi, buf + LWS_PRE, chunk, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+        (int)chunk)
+        return -1;
+    hs->sent += chunk;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    free(hs->body);
+    hs->body = NULL;
+    /* Keep-alive: ready for the next request, or close if the client asked to. */
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int serve_readyz(struct lws *wsi, struct http_session *hs)
+{
+    struct srv_state *st = state_of(wsi);
+    char body[4096];
+    size_t n = 0;
+    bool ready = srv_is_ready(st);
+    int64_t now = base_now_ms();
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "{\"ready\":%s,\"stopping\":%s,\"threads\":{",
+                          ready ? "true" : "false", st->stopping ? "true" : "false");
+    for (unsigned i = 0; i < st->health_count && n < sizeof(body); i++) {
+        const struct srv_thread_health *h = &st->health[i];
+        bool up = h->last_reply_ms && now - h->last_reply_ms < SRV_PROBE_STALE_MS;
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "%s\"%s\":\"%s\"", i ? "," : "", h->name,
+                              up ? "up" : "down");
+    }
+    if (n < sizeof(body))
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "}}\n");
+    if (n >= sizeof(body))
+        return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "readyz overflow\n");
+    return respond(wsi, hs, ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                   "application/json", body, n);
+}
+
+static int serve_metrics(struct lws *wsi, struct http_session *hs)
+{
+    size_t len;
+    char *text = srv_metrics_render(state_of(wsi), &len);
+    if (!text)
+        return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n");
+    int rc =
+        respond(wsi, hs, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+    return rc;
+}
+
+static int serve_static(struct lws *wsi, struct http_session *hs, const char *uri)
+{
+    struct srv_state *st = state_of(wsi);
+    char rel[512], full[PATH_MAX + 512];
+    if (srv_http_path_resolve(uri, rel, sizeof(rel)) != 0)
+        return respond_not_found(wsi, hs);
+    snprintf(full, sizeof(full), "%s/%s", st->cfg->web_root, rel);
+    struct stat sb;
+    if (stat(full, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return respond_not_found(wsi, hs);
+
+    unsigned char extra[HEADER_BUFFER], *p = extra;
+    if (add_common_headers(wsi, &p, extra + sizeof(extra) - 1, "no-cache"))
+        return -1;
+    int n = lws_serve_http_file(wsi, full, srv_http_content_type(rel), (const char *)extra,
+                                (int)(p - extra));
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+        return -1;
+    return 0;
+}
+
+/* Routes one HTTP request; `uri` is the path as lws decoded it. */
+static int route(struct lws *wsi, struct http_session *hs, const char *uri)
+{
+    state_of(wsi)->http_requests++;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return respond_text(wsi, hs, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served here\n");
+    if (strcmp(uri, "/healthz") == 0)
+        return respond(wsi, hs, HTTP_STATUS_OK, "application/json", "{\"status\":\"ok\"}\n", 16);
+    if (strcmp(uri, "/readyz") == 0)
+        return serve_readyz(wsi, hs);
+    if (strcmp(uri, "/metrics") == 0)
+        return serve_metrics(wsi, hs);
+    if (strcmp(uri, "/ws") == 0)
+        return respond_text(wsi, hs, HTTP_STATUS_BAD_REQUEST,
+                            "/ws speaks WebSocket (subprotocol " SIG_SUBPROTOCOL ") only\n");
+    return serve_static(wsi, hs, uri);
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    struct http_session *hs = user;
+    struct srv_state *st;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        /* After SIGTERM new connections are refused at once. */
+        st = lws_context_user(lws_get_context(wsi));
+        return st && st->stopping ? 1 : 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* A WebSocket upgrade without our subprotocol lands here: refuse it. */
+        state_of(wsi)->ws_refused++;
+        return 1;
+    case LWS_CALLBACK_HTTP:
+        return route(wsi, hs, in) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return write_body_chunk(wsi, hs);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (hs) {
+            free(hs->body);
+            hs->body = NULL;
+        }
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* Another thread pushed to our inbox or the signal thread asked for attention. */
+        st = lws_context_user(lws_get_context(wsi));
+        if (st)
+            srv_on_wakeup(st);
+        break;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* Queues a text message (copied). Returns 0, or -1 when the peer is not reading. */
+static int ws_queue(struct ws_session *s, const char *text, size_t len)
+{
+    if (s->out_count >= WS_OUT_QUEUE_MAX)
+        return -1;
+    struct ws_out *o = malloc(sizeof(*o) + LWS_PRE + len);
+    if (!o)
+        return -1;
+    o->next = NULL;
+    o->len = len;
+    memcpy(o->data + LWS_PRE, text, len);
+    if (s->out_tail)
+        s->out_tail->next = o;
+    else
+        s->out_head = o;
+    s->out_tail = o;
+    s->out_count++;
+    lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+static void ws_session_free(struct ws_session *s)
+{
+    struct srv_state *st = s->st;
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (st->sessions == s)
+        st->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    while (s->out_head) {
+        struct ws_out *o = s->out_head;
+        s->out_head = o->next;
+        free(o);
+    }
+    free(s->rx);
+    st->ws_open--;
+}
+
+/* Closes for abuse with a status and a reason the client sees. */
+static int ws_close_for_abuse(struct ws_session *s, enum lws_close_status status, const char *why)
+{
+    s->st->ws_closed_for_abuse++;
+    lws_close_reason(s->wsi, status, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+/* Handles a complete received message. Returns -1 to close. */
+static int ws_handle_message(struct ws_session *s)
+{
+    s->st->ws_messages_received++;
+    char *reply;
+    if (s->rx_binary) {
+        reply = strdup("{\"type\":\"error\",\"re\":null,\"code\":\"bad_request\","
+                       "\"message\":\"binary frames are not used; send JSON text\"}");
+    } else {
+        reply = sig_handle_message(s->rx ? s->rx : "", s->rx_len);
+    }
+    s->rx_len = 0;
+    if (!reply)
+        return -1;
+    if (strncmp(reply, "{\"type\":\"error\"", 15) == 0)
+        s->st->ws_error_replies++;
+    int rc = ws_queue(s, reply, strlen(reply));
+    free(reply);
+    if (rc)
+        return ws_close_for_abuse(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "replies not read");
+    return 0;
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    struct ws_session *s = user;
+    struct srv_state *st;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        st = state_of(wsi);
+        char uri[64];
+        bool path_ok =
+            lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) > 0 && strcmp(uri, "/ws") == 0;
+        if (!path_ok || st->stopping || st->ws_open >= st->cfg->max_ws_connections) {
+            st->ws_refused++;
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        st = state_of(wsi);
+        memset(s, 0, sizeof(*s));
+        s->st = st;
+        s->wsi = wsi;
+        s->next = st->sessions;
+        if (st->sessions)
+            st->sessions->prev = s;
+        st->sessions = s;
+        st->ws_open++;
+        st->ws_accepted++;
+        break;
+    case LWS_CALLBACK_RECEIVE: {
+        if (s->closing)
+            break;
+        if (s->rx_len == 0)
+            s->rx_binary = lws_frame_is_binary(wsi);
+        if (len > SIG_MESSAGE_MAX - s->rx_len)
+            return ws_close_for_abuse(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over 64 KiB");
+        if (len) {
+            char *grown = realloc(s->rx, s->rx_len + len + 1);
+            if (!grown)
+                return -1;
+            s->rx = grown;
+            memcpy(s->rx + s->rx_len, in, len);
+            s->rx_len += len;
+        }
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
+            return ws_handle_message(s);
+        break;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (s->closing) {
+            static const char reason_text[] = "server is shutting down";
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason_text,
+                             sizeof(reason_text) - 1);
+            return -1;
+        }
+        struct ws_out *o = s->out_head;
+        if (!o)
+            break;
+        if (lws_write(wsi, o->data + LWS_PRE, o->len, LWS_WRITE_TEXT) < (int)o->len)
+            return -1;
+        s->out_head = o->next;
+        if (!s->out_head)
+            s->out_tail = NULL;
+        s->out_count--;
+        free(o);
+        if (s->out_head)
+            lws_callback_on_writable(wsi);
+        break;
+    }
+    case LWS_CALLBACK_CLOSED:
+        if (s && s->st)
+            ws_session_free(s);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+void srv_http_close_all(struct srv_state *st)
+{
+    for (struct ws_session *s = st->sessions; s; s = s->next) {
+        s->closing = true;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {.name = "http",
+     .callback = http_callback,
+     .per_session_data_size = sizeof(struct http_session)},
+    {.name = SIG_SUBPROTOCOL,
+     .callback = ws_callback,
+     .per_session_data_size = sizeof(struct ws_session),
+     .rx_buffer_size = 4096},
+    {.name = NULL},
+};
+
+const struct lws_protocols *srv_http_protocols(void)
+{
+    return protocols;
+}

@@ -1,0 +1,155 @@
+/*
+ * metrics.c - /metrics in the Prometheus text exposition format (0.0.4).
+ *
+ * Runs on the signalling thread. Media counters are read from the workers'
+ * atomics without stopping them, so one scrape is a near-instant snapshot,
+ * not a transaction; counters only ever grow, which is all Prometheus needs.
+ */
+#include "state.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#ifndef TABIB_VERSION
+#define TABIB_VERSION "0.0.0"
+#endif
+#ifndef TABIB_COMMIT
+#define TABIB_COMMIT "unknown"
+#endif
+
+struct text {
+    char *buf;
+    size_t len;
+    size_t cap;
+    bool failed;
+};
+
+static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(struct text *t, const char *fmt, ...)
+{
+    if (t->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 + (size_t)n;
+        char *grown = realloc(t->buf, cap);
+        if (!grown) {
+            t->failed = true;
+            return;
+        }
+        t->buf = grown;
+        t->cap = cap;
+    }
+}
+
+static void family(struct text *t, const char *name, const char *type, const char *help)
+{
+    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
+{
+    struct text t = {.buf = malloc(8192), .cap = 8192};
+    if (!t.buf)
+        return NULL;
+    int64_t now = base_now_ms();
+
+    family(&t, "tabib_build_info", "gauge", "Version and libraries of this build (always 1).");
+    text_printf(&t,
+                "tabib_build_info{version=\"%s\",commit=\"%s\",libwebsockets=\"%s\","
+                "openssl=\"%s\",sqlite=\"%s\"} 1\n",
+                TABIB_VERSION, TABIB_COMMIT, lws_get_library_version(),
+                OpenSSL_version(OPENSSL_VERSION), sqlite3_libversion());
+    family(&t, "tabib_start_time_seconds", "gauge", "When the server started, Unix time.");
+    text_printf(&t, "tabib_start_time_seconds %.3f\n", (double)st->started_wall_ms / 1000.0);
+    family(&t, "tabib_uptime_seconds", "gauge", "Seconds since the server started.");
+    text_printf(&t, "tabib_uptime_seconds %.3f\n", (double)(now - st->started_mono_ms) / 1000.0);
+    family(&t, "tabib_ready", "gauge", "1 when every thread answers its health probes.");
+    text_printf(&t, "tabib_ready %d\n", srv_is_ready(st) ? 1 : 0);
+    family(&t, "tabib_thread_up", "gauge", "1 when the thread answered a recent health probe.");
+    for (unsigned i = 0; i < st->health_count; i++) {
+        const struct srv_thread_health *h = &st->health[i];
+        bool up = h->last_reply_ms && now - h->last_reply_ms < SRV_PROBE_STALE_MS;
+        text_printf(&t, "tabib_thread_up{thread=\"%s\"} %d\n", h->name, up ? 1 : 0);
+    }
+
+    family(&t, "tabib_http_requests_total", "counter", "HTTP requests received.");
+    text_printf(&t, "tabib_http_requests_total %llu\n", (unsigned long long)st->http_requests);
+    family(&t, "tabib_http_not_found_total", "counter",
+           "HTTP requests answered 404 (including refused path traversal).");
+    text_printf(&t, "tabib_http_not_found_total %llu\n", (unsigned long long)st->http_not_found);
+    family(&t, "tabib_websocket_connections", "gauge", "Open WebSocket connections.");
+    text_printf(&t, "tabib_websocket_connections %u\n", st->ws_open);
+    family(&t, "tabib_websocket_accepted_total", "counter", "WebSocket connections accepted.");
+    text_printf(&t, "tabib_websocket_accepted_total %llu\n", (unsigned long long)st->ws_accepted);
+    family(&t, "tabib_websocket_refused_total", "counter",
+           "WebSocket upgrades refused (wrong path or subprotocol, full, stopping).");
+    text_printf(&t, "tabib_websocket_refused_total %llu\n", (unsigned long long)st->ws_refused);
+    family(&t, "tabib_websocket_messages_received_total", "counter",
+           "Complete WebSocket messages received.");
+    text_printf(&t, "tabib_websocket_messages_received_total %llu\n",
+                (unsigned long long)st->ws_messages_received);
+    family(&t, "tabib_websocket_error_replies_total", "counter",
+           "Messages answered with an error object.");
+    text_printf(&t, "tabib_websocket_error_replies_total %llu\n",
+                (unsigned long long)st->ws_error_replies);
+    family(&t, "tabib_websocket_closed_for_abuse_total", "counter",
+           "Connections closed for oversized messages or unread replies.");
+    text_printf(&t, "tabib_websocket_closed_for_abuse_total %llu\n",
+                (unsigned long long)st->ws_closed_for_abuse);
+
+    unsigned workers = st->media ? media_engine_worker_count(st->media) : 0;
+    family(&t, "tabib_media_workers", "gauge", "Media worker threads.");
+    text_printf(&t, "tabib_media_workers %u\n", workers);
+    struct media_worker_stats ws[workers ? workers : 1];
+    for (unsigned i = 0; i < workers; i++)
+        media_engine_worker_stats(st->media, i, &ws[i]);
+    family(&t, "tabib_media_packets_received_total", "counter", "UDP datagrams received.");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_packets_received_total{worker=\"%u\",port=\"%u\"} %llu\n", i,
+                    ws[i].port, (unsigned long long)ws[i].packets_received);
+    family(&t, "tabib_media_bytes_received_total", "counter", "UDP payload bytes received.");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_bytes_received_total{worker=\"%u\",port=\"%u\"} %llu\n", i,
+                    ws[i].port, (unsigned long long)ws[i].bytes_received);
+    family(&t, "tabib_media_packets_dropped_total", "counter",
+           "UDP datagrams dropped, by reason (see docs/media.md).");
+    for (unsigned i = 0; i < workers; i++)
+        for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
+            text_printf(&t, "tabib_media_packets_dropped_total{worker=\"%u\",reason=\"%s\"} %llu\n",
+                        i, media_drop_reason_name((enum media_drop_reason)r),
+                        (unsigned long long)ws[i].packets_dropped[r]);
+    family(&t, "tabib_media_receive_batches_total", "counter",
+           "recvmmsg calls that returned datagrams (packets / batches = batching factor).");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_receive_batches_total{worker=\"%u\"} %llu\n", i,
+                    (unsigned long long)ws[i].receive_batches);
+
+    family(&t, "tabib_audit_events_committed_total", "counter",
+           "Audit events durably committed since start.");
+    text_printf(&t, "tabib_audit_events_committed_total %llu\n",
+                (unsigned long long)(st->audit ? audit_writer_committed(st->audit) : 0));
+
+    if (t.failed) {
+        free(t.buf);
+        return NULL;
+    }
+    *len_out = t.len;
+    return t.buf;
+}

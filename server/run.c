@@ -1,0 +1,330 @@
+/*
+ * run.c - starts Tabib's threads, watches their health, stops them in order.
+ *
+ * The calling (main) thread becomes the signalling thread: it runs the
+ * libwebsockets loop. Beside it run the audit writer, the media workers and a
+ * small signal thread. Signals are blocked in every thread and taken by the
+ * signal thread with sigwaitinfo(), which only sets a flag and wakes the
+ * loop with lws_cancel_service(): no work happens in signal context.
+ *
+ * Stop order (SIGTERM/SIGINT): refuse new connections, ask WebSockets to
+ * close ("going away"), wait up to shutdown_grace_ms for them, stop the
+ * media workers, record "server_stopped" and stop the audit writer (which
+ * commits what is queued), then tear down the HTTP loop.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "signaling.h"
+
+#ifndef TABIB_VERSION
+#define TABIB_VERSION "0.0.0"
+#endif
+
+#define INBOX_CAPACITY 1024
+
+/* The signal thread: turns SIGTERM/SIGINT/SIGHUP into flags and a loop wakeup. */
+struct signal_thread {
+    pthread_t thread;
+    struct srv_state *st;
+    sigset_t set;
+};
+
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1); /* sent by run() itself to end the signal thread */
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static void *signal_main(void *arg)
+{
+    struct signal_thread *t = arg;
+    pthread_setname_np(pthread_self(), "signals");
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&t->set, &info);
+        if (sig < 0)
+            continue; /* EINTR */
+        if (sig == SIGUSR1)
+            break;
+        if (sig == SIGHUP)
+            atomic_store(&t->st->reopen_log_requested, true);
+        else
+            atomic_store(&t->st->stop_requested, true);
+        lws_cancel_service(t->st->lws);
+    }
+    return NULL;
+}
+
+/* The inbox's wake callback: makes lws_service return and call srv_on_wakeup. */
+static void wake_loop(void *arg)
+{
+    struct srv_state *st = arg;
+    lws_cancel_service(st->lws);
+}
+
+bool srv_is_ready(const struct srv_state *st)
+{
+    if (st->stopping)
+        return false;
+    int64_t now = base_now_ms();
+    for (unsigned i = 0; i < st->health_count; i++)
+        if (!st->health[i].last_reply_ms || now - st->health[i].last_reply_ms >= SRV_PROBE_STALE_MS)
+            return false;
+    return true;
+}
+
+/* Sends a probe to every watched thread; replies arrive in the inbox. */
+static void send_probes(struct srv_state *st)
+{
+    st->probe_seq++;
+    if (audit_writer_probe(st->audit, st->inbox, st->probe_seq) != 0)
+        log_warn(st->log, "server", "audit writer mailbox full");
+    for (unsigned i = 0; i < media_engine_worker_count(st->media); i++)
+        if (media_engine_probe(st->media, i, st->inbox, st->probe_seq) != 0)
+            log_warn(st->log, "server", "media worker mailbox full", LOG_INT("worker", i));
+}
+
+static void probe_timer_fired(lws_sorted_usec_list_t *sul)
+{
+    struct srv_state *st = lws_container_of(sul, struct srv_state, probe_timer);
+    if (st->stopping)
+        return;
+    send_probes(st);
+    lws_sul_schedule(st->lws, 0, &st->probe_timer, probe_timer_fired,
+                     SRV_PROBE_INTERVAL_MS * LWS_US_PER_MS);
+}
+
+static void stop_timer_fired(lws_sorted_usec_list_t *sul)
+{
+    (void)sul; /* only wakes the loop so that it sees the deadline */
+}
+
+static void handle_probe_reply(struct srv_state *st, const struct base_msg *msg)
+{
+    unsigned index;
+    if (msg->sender == BASE_THREAD_AUDIT)
+        index = 0;
+    else if (msg->sender >= BASE_THREAD_MEDIA_FIRST)
+        index = 1 + (msg->sender - BASE_THREAD_MEDIA_FIRST);
+    else
+        return;
+    if (index >= st->health_count)
+        return;
+    bool was_ready = srv_is_ready(st);
+    st->health[index].last_reply_ms = base_now_ms();
+    if (!was_ready && srv_is_ready(st))
+        log_info(st->log, "server", "ready", LOG_INT("threads", st->health_count));
+}
+
+void srv_on_wakeup(struct srv_state *st)
+{
+    struct base_msg msg;
+    while (base_mailbox_pop(st->inbox, &msg)) {
+        if (msg.type == BASE_MSG_PROBE_REPLY)
+            handle_probe_reply(st, &msg);
+    }
+    if (atomic_exchange(&st->reopen_log_requested, false)) {
+        int rc = base_logger_reopen(st->log);
+        if (rc)
+            log_error(st->log, "server", "cannot reopen the log file",
+                      LOG_STR("error", strerror(-rc)));
+        else
+            log_info(st->log, "server", "log file reopened");
+    }
+    if (atomic_load(&st->stop_requested) && !st->stopping) {
+        st->stopping = true;
+        st->stop_deadline_ms = base_now_ms() + st->cfg->shutdown_grace_ms;
+        log_info(st->log, "server", "stopping", LOG_INT("websockets", st->ws_open),
+                 LOG_INT("grace_ms", st->cfg->shutdown_grace_ms));
+        srv_http_close_all(st);
+        lws_sul_schedule(st->lws, 0, &st->stop_timer, stop_timer_fired,
+                         (lws_usec_t)st->cfg->shutdown_grace_ms * LWS_US_PER_MS);
+    }
+}
+
+/* Prints where to point a browser, on standard output whatever the log format. */
+static void print_urls(const struct srv_config *cfg)
+{
+    const char *host = cfg->listen_host[0] ? cfg->listen_host : "localhost";
+    bool v6 = strchr(host, ':') != NULL;
+    char base[SRV_HOST_MAX + 32];
+    snprintf(base, sizeof(base), "https://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+             cfg->listen_port);
+    printf("\nTabib %s is running. Open in a browser (the certificate is self-signed unless you "
+           "configured one):\n"
+           "  Home     %s/\n"
+           "  Patient  %s/patient\n"
+           "  Doctor   %s/doctor\n"
+           "  Admin    %s/admin\n"
+           "  Health   %s/healthz   Metrics %s/metrics\n"
+           "Stop with Ctrl-C.\n\n",
+           TABIB_VERSION, base, base, base, base, base, base);
+    fflush(stdout);
+}
+
+/*
+ * Routes libwebsockets' own warnings and errors into our log. lws 4.1's log
+ * hook takes no user pointer, so this one file-level pointer is unavoidable;
+ * it is set while srv_run() runs and cleared before it returns.
+ */
+static struct base_logger *lws_log_target;
+
+static void lws_log_emit(int level, const char *line)
+{
+    char text[512];
+    snprintf(text, sizeof(text), "%s", line);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    log_warn(lws_log_target, "lws", level == LLL_ERR ? "error" : "warning", LOG_STR("text", text));
+}
+
+static struct lws_context *create_lws(struct srv_state *st, const char *cert, const char *key)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = st->cfg->listen_port;
+    info.iface = st->cfg->listen_host[0] ? st->cfg->listen_host : NULL;
+    info.protocols = srv_http_protocols();
+    info.user = st;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.ssl_cert_filepath = cert;
+    info.ssl_private_key_filepath = key;
+    /* HTTP/1.1 only for now: WebSockets over HTTP/2 would add a path no test covers yet. */
+    info.alpn = "http/1.1";
+    info.ka_time = 0;
+    info.timeout_secs = 10;
+    info.max_http_header_pool = 64;
+    info.vhost_name = "tabib";
+    info.server_string = "tabib";
+    return lws_create_context(&info);
+}
+
+int srv_run(const struct srv_config *cfg, struct base_logger *log)
+{
+    struct srv_state st;
+    memset(&st, 0, sizeof(st));
+    st.cfg = cfg;
+    st.log = log;
+    st.started_wall_ms = base_wall_ms();
+    st.started_mono_ms = base_now_ms();
+    atomic_init(&st.stop_requested, false);
+    atomic_init(&st.reopen_log_requested, false);
+    int status = 1;
+    char err[SRV_CONFIG_ERR_MAX];
+    char cert[PATH_MAX], key[PATH_MAX];
+    struct signal_thread sig = {.st = &st};
+    bool sig_started = false;
+    char detail[256];
+    int64_t stop_started = 0;
+
+    /* Every thread created from here on inherits the blocked mask. */
+    block_signals(&sig.set);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (srv_tls_prepare(cfg, log, cert, key, err, sizeof(err)) != 0) {
+        log_error(log, "server", "cannot prepare TLS", LOG_STR("error", err));
+        return 1;
+    }
+    lws_log_target = log;
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+
+    st.inbox = base_mailbox_new(INBOX_CAPACITY, wake_loop, &st);
+    st.health_count = 1 + cfg->media_workers;
+    st.health = calloc(st.health_count, sizeof(*st.health));
+    if (!st.inbox || !st.health) {
+        log_error(log, "server", "out of memory");
+        goto out;
+    }
+    snprintf(st.health[0].name, sizeof(st.health[0].name), "audit");
+    for (unsigned i = 0; i < cfg->media_workers; i++)
+        snprintf(st.health[1 + i].name, sizeof(st.health[1 + i].name), "media-%u", i);
+
+    st.lws = create_lws(&st, cert, key);
+    if (!st.lws) {
+        log_error(log, "server", "cannot listen", LOG_STR("host", cfg->listen_host),
+                  LOG_INT("port", cfg->listen_port));
+        goto out;
+    }
+    st.audit = audit_writer_start(cfg->data_dir, log, err, sizeof(err));
+    if (!st.audit) {
+        log_error(log, "server", "cannot start the audit writer", LOG_STR("error", err));
+        goto out;
+    }
+    struct media_engine_config mcfg = {
+        .bind_host = cfg->listen_host,
+        .base_port = cfg->media_port,
+        .worker_count = cfg->media_workers,
+        .log = log,
+        .owner = st.inbox,
+    };
+    st.media = media_engine_start(&mcfg, err, sizeof(err));
+    if (!st.media) {
+        log_error(log, "server", "cannot start the media workers", LOG_STR("error", err));
+        goto out;
+    }
+    int rc = pthread_create(&sig.thread, NULL, signal_main, &sig);
+    if (rc != 0) {
+        log_error(log, "server", "cannot start the signal thread", LOG_STR("error", strerror(rc)));
+        goto out;
+    }
+    sig_started = true;
+
+    snprintf(detail, sizeof(detail), "{\"version\":\"%s\",\"media_workers\":%u}", TABIB_VERSION,
+             cfg->media_workers);
+    audit_writer_record(st.audit, "server_started", detail);
+    log_info(log, "server", "listening",
+             LOG_STR("host", cfg->listen_host[0] ? cfg->listen_host : "*"),
+             LOG_INT("port", cfg->listen_port), LOG_STR("public_ip", cfg->public_ip),
+             LOG_STR("web_root", cfg->web_root), LOG_STR("data_dir", cfg->data_dir));
+    print_urls(cfg);
+    send_probes(&st);
+    lws_sul_schedule(st.lws, 0, &st.probe_timer, probe_timer_fired,
+                     SRV_PROBE_INTERVAL_MS * LWS_US_PER_MS);
+
+    for (;;) {
+        if (lws_service(st.lws, 0) < 0)
+            break;
+        if (st.stopping && (st.ws_open == 0 || base_now_ms() >= st.stop_deadline_ms))
+            break;
+    }
+    stop_started = base_now_ms();
+    status = 0;
+
+out:
+    if (st.lws) {
+        lws_sul_cancel(&st.probe_timer);
+        lws_sul_cancel(&st.stop_timer);
+    }
+    media_engine_stop(st.media);
+    st.media = NULL;
+    if (st.audit) {
+        snprintf(detail, sizeof(detail), "{\"status\":%d}", status);
+        audit_writer_record(st.audit, "server_stopped", detail);
+    }
+    audit_writer_stop(st.audit);
+    st.audit = NULL;
+    if (sig_started) {
+        pthread_kill(sig.thread, SIGUSR1);
+        pthread_join(sig.thread, NULL);
+    }
+    if (st.lws)
+        lws_context_destroy(st.lws);
+    lws_log_target = NULL;
+    base_mailbox_free(st.inbox);
+    free(st.health);
+    if (status == 0)
+        log_info(log, "server", "stopped", LOG_INT("stop_ms", base_now_ms() - stop_started));
+    return status;
+}

@@ -1,0 +1,196 @@
+/*
+ * test_audit_writer.c - the audit writer against a real SQLite file: events
+ * from many threads all committed, WAL mode, migrations, probes, and a
+ * database from a newer build refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "audit.h"
+
+struct fixture {
+    char dir[64];
+    char db[128];
+    struct base_logger *log;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/tabib-test-audit-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->db, sizeof(f->db), "%s/audit.db", f->dir);
+    char err[128];
+    f->log = base_logger_new(NULL, BASE_LOG_TEXT, BASE_LOG_ERROR, err, sizeof(err));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char path[160];
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s%s", f->db, suffixes[i]);
+        unlink(path);
+    }
+    rmdir(f->dir);
+    base_logger_free(f->log);
+    free(f);
+    return 0;
+}
+
+static long long query_int(const char *db_path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+#define THREADS    4
+#define PER_THREAD 500
+
+struct recorder {
+    struct audit_writer *w;
+    int id;
+};
+
+static void *record_many(void *arg)
+{
+    struct recorder *r = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "{\"thread\":%d,\"n\":%d}", r->id, i);
+        while (audit_writer_record(r->w, "test_event", detail) == -EAGAIN)
+            usleep(100);
+    }
+    return NULL;
+}
+
+static void events_from_many_threads_are_all_committed(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    struct audit_writer *w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    if (!w)
+        fail_msg("start: %s", err);
+    pthread_t t[THREADS];
+    struct recorder r[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        r[i] = (struct recorder){.w = w, .id = i};
+        pthread_create(&t[i], NULL, record_many, &r[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    audit_writer_stop(w); /* commits everything queued before returning */
+
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM events"), THREADS * PER_THREAD);
+    assert_int_equal(query_int(f->db, "SELECT count(DISTINCT detail) FROM events"),
+                     THREADS * PER_THREAD);
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), audit_schema_version());
+    /* Timestamps are UTC milliseconds of this decade. */
+    assert_true(query_int(f->db, "SELECT min(ts_ms) FROM events") > 1700000000000LL);
+    sqlite3 *db;
+    sqlite3_open(f->db, &db);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void restart_keeps_events_and_counts_commits(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    struct audit_writer *w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    assert_non_null(w);
+    assert_int_equal(audit_writer_record(w, "first", NULL), 0);
+    assert_int_equal(audit_writer_record(w, "bad_detail", "{not json"), 0);
+    char long_type[80];
+    memset(long_type, 't', sizeof(long_type) - 1);
+    long_type[sizeof(long_type) - 1] = '\0';
+    assert_int_equal(audit_writer_record(w, long_type, "{}"), -EINVAL);
+    for (int i = 0; i < 200 && audit_writer_committed(w) < 1; i++)
+        usleep(10000);
+    assert_int_equal(audit_writer_committed(w), 1); /* the malformed detail was refused */
+    audit_writer_stop(w);
+    w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    assert_non_null(w);
+    assert_int_equal(audit_writer_record(w, "second", "{}"), 0);
+    audit_writer_stop(w);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM events"), 2);
+}
+
+static void probe_is_answered(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    struct audit_writer *w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    struct base_mailbox *reply = base_mailbox_new(4, NULL, NULL);
+    assert_int_equal(audit_writer_probe(w, reply, 9), 0);
+    struct base_msg m;
+    int tries = 0;
+    while (!base_mailbox_pop(reply, &m) && tries++ < 300)
+        usleep(10000);
+    assert_int_equal(m.type, BASE_MSG_PROBE_REPLY);
+    assert_int_equal(m.sender, BASE_THREAD_AUDIT);
+    assert_int_equal(m.arg, 9);
+    audit_writer_stop(w);
+    base_mailbox_free(reply);
+}
+
+static void newer_schema_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[256];
+    assert_null(audit_writer_start(f->dir, f->log, err, sizeof(err)));
+    assert_non_null(strstr(err, "schema version 99, newer than this build's"));
+}
+
+static void unwritable_data_dir_is_reported(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    assert_null(audit_writer_start("/proc/no-such-dir/tabib", f->log, err, sizeof(err)));
+    assert_non_null(strstr(err, "data_dir: cannot create"));
+    audit_writer_stop(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(events_from_many_threads_are_all_committed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(restart_keeps_events_and_counts_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(probe_is_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(unwritable_data_dir_is_reported, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

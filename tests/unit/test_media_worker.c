@@ -1,0 +1,182 @@
+/*
+ * test_media_worker.c - media workers over real UDP sockets on loopback:
+ * binding, first-byte demultiplexing (RFC 7983), drop counters, probes, and
+ * a clean stop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "media.h"
+
+/* Finds a base port p where UDP p and p+1 are both free on every interface. */
+static uint16_t free_udp_pair(void)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = in6addr_any};
+        socklen_t alen = sizeof(a);
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        getsockname(fd, (struct sockaddr *)&a, &alen);
+        uint16_t p = ntohs(a.sin6_port);
+        int fd2 = socket(AF_INET6, SOCK_DGRAM, 0);
+        struct sockaddr_in6 b = {
+            .sin6_family = AF_INET6, .sin6_addr = in6addr_any, .sin6_port = htons(p + 1)};
+        int ok = p < 65535 && bind(fd2, (struct sockaddr *)&b, sizeof(b)) == 0;
+        close(fd);
+        close(fd2);
+        if (ok)
+            return p;
+    }
+    fail_msg("no free UDP port pair");
+    return 0;
+}
+
+static void send_to(uint16_t port, const void *data, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    assert_int_equal(sendto(fd, data, len, 0, (struct sockaddr *)&to, sizeof(to)), (ssize_t)len);
+    close(fd);
+}
+
+/* Polls worker stats until `received` datagrams were counted (or 3 s pass). */
+static void wait_for_packets(struct media_engine *e, unsigned worker, uint64_t received,
+                             struct media_worker_stats *out)
+{
+    for (int i = 0; i < 300; i++) {
+        media_engine_worker_stats(e, worker, out);
+        if (out->packets_received >= received)
+            return;
+        usleep(10000);
+    }
+    fail_msg("worker %u counted %llu datagrams, expected %llu", worker,
+             (unsigned long long)out->packets_received, (unsigned long long)received);
+}
+
+static void classifies_by_first_byte(void **state)
+{
+    (void)state;
+    uint8_t b[1];
+    struct {
+        uint8_t first;
+        enum media_packet_kind kind;
+    } cases[] = {
+        {0, MEDIA_PACKET_STUN},     {3, MEDIA_PACKET_STUN},      {4, MEDIA_PACKET_UNKNOWN},
+        {19, MEDIA_PACKET_UNKNOWN}, {20, MEDIA_PACKET_DTLS},     {63, MEDIA_PACKET_DTLS},
+        {64, MEDIA_PACKET_UNKNOWN}, {127, MEDIA_PACKET_UNKNOWN}, {128, MEDIA_PACKET_RTP},
+        {191, MEDIA_PACKET_RTP},    {192, MEDIA_PACKET_UNKNOWN}, {255, MEDIA_PACKET_UNKNOWN},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        b[0] = cases[i].first;
+        assert_int_equal(media_classify_packet(b, 1), cases[i].kind);
+    }
+    assert_int_equal(media_classify_packet(b, 0), MEDIA_PACKET_UNKNOWN);
+}
+
+static void workers_count_and_drop_real_datagrams(void **state)
+{
+    (void)state;
+    char err[256];
+    struct base_logger *log = base_logger_new(NULL, BASE_LOG_TEXT, BASE_LOG_WARN, err, 256);
+    struct base_mailbox *owner = base_mailbox_new(16, NULL, NULL);
+    uint16_t port = free_udp_pair();
+    struct media_engine_config cfg = {
+        .base_port = port, .worker_count = 2, .log = log, .owner = owner};
+    struct media_engine *e = media_engine_start(&cfg, err, sizeof(err));
+    if (!e)
+        fail_msg("start: %s", err);
+    assert_int_equal(media_engine_worker_count(e), 2);
+
+    uint8_t short_pkt[3] = {0x80, 0, 0};
+    uint8_t rtp[20] = {0x80, 111};
+    uint8_t stun[20] = {0x00, 0x01};
+    uint8_t junk[20] = {0x40};
+    static uint8_t jumbo[2000] = {0x80};
+    send_to(port, short_pkt, sizeof(short_pkt));
+    send_to(port, rtp, sizeof(rtp));
+    send_to(port, stun, sizeof(stun));
+    send_to(port, junk, sizeof(junk));
+    send_to(port, jumbo, sizeof(jumbo));
+    send_to(port + 1, rtp, sizeof(rtp));
+
+    struct media_worker_stats s0, s1;
+    wait_for_packets(e, 0, 5, &s0);
+    wait_for_packets(e, 1, 1, &s1);
+    assert_int_equal(s0.port, port);
+    assert_int_equal(s1.port, port + 1);
+    assert_int_equal(s0.packets_received, 5);
+    assert_int_equal(s0.packets_dropped[MEDIA_DROP_TOO_SHORT], 1);
+    assert_int_equal(s0.packets_dropped[MEDIA_DROP_UNKNOWN_KIND], 1);
+    assert_int_equal(s0.packets_dropped[MEDIA_DROP_TOO_LARGE], 1);
+    assert_int_equal(s0.packets_dropped[MEDIA_DROP_NO_LEG], 2);
+    assert_int_equal(s1.packets_dropped[MEDIA_DROP_NO_LEG], 1);
+    assert_true(s0.bytes_received >= 3 + 20 + 20 + 20 + 1500);
+    assert_true(s0.receive_batches >= 1);
+    assert_string_equal(media_drop_reason_name(MEDIA_DROP_NO_LEG), "no_leg");
+
+    /* Each worker answers a probe through its mailbox. */
+    for (unsigned i = 0; i < 2; i++)
+        assert_int_equal(media_engine_probe(e, i, owner, 100 + i), 0);
+    unsigned answered = 0;
+    for (int tries = 0; tries < 300 && answered < 2; tries++) {
+        struct base_msg m;
+        while (base_mailbox_pop(owner, &m)) {
+            assert_int_equal(m.type, BASE_MSG_PROBE_REPLY);
+            assert_int_equal(m.arg, 100 + (m.sender - BASE_THREAD_MEDIA_FIRST));
+            answered++;
+        }
+        usleep(10000);
+    }
+    assert_int_equal(answered, 2);
+    assert_int_equal(media_engine_probe(e, 2, owner, 1), -EINVAL);
+
+    media_engine_stop(e);
+    media_engine_stop(NULL);
+    base_mailbox_free(owner);
+    base_logger_free(log);
+}
+
+static void busy_port_is_reported(void **state)
+{
+    (void)state;
+    char err[256];
+    struct base_logger *log = base_logger_new(NULL, BASE_LOG_TEXT, BASE_LOG_ERROR, err, 256);
+    uint16_t port = free_udp_pair();
+    int blocker = socket(AF_INET6, SOCK_DGRAM, 0);
+    int zero = 0;
+    setsockopt(blocker, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    struct sockaddr_in6 a = {
+        .sin6_family = AF_INET6, .sin6_addr = in6addr_any, .sin6_port = htons(port + 1)};
+    assert_int_equal(bind(blocker, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct media_engine_config cfg = {.base_port = port, .worker_count = 2, .log = log};
+    assert_null(media_engine_start(&cfg, err, sizeof(err)));
+    char expect[64];
+    snprintf(expect, sizeof(expect), "cannot bind UDP port %u", port + 1);
+    assert_non_null(strstr(err, expect));
+    close(blocker);
+    base_logger_free(log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(classifies_by_first_byte),
+        cmocka_unit_test(workers_count_and_drop_real_datagrams),
+        cmocka_unit_test(busy_port_is_reported),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -220,7 +220,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         /* After SIGTERM new connections are refused at once. */
-        st = lws_context_user(lws_get_context(wsi));
+        st = wsi ? lws_context_user(lws_get_context(wsi)) : NULL;
         return st && st->stopping ? 1 : 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* A WebSocket upgrade without our subprotocol lands here: refuse it. */

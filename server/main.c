@@ -11,13 +11,6 @@
 
 #include "server.h"
 
-#ifndef TABIB_VERSION
-#define TABIB_VERSION "0.0.0"
-#endif
-#ifndef TABIB_COMMIT
-#define TABIB_COMMIT "unknown"
-#endif
-
 extern char **environ;
 
 int main(int argc, char **argv)

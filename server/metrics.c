@@ -15,13 +15,6 @@
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
-#ifndef TABIB_VERSION
-#define TABIB_VERSION "0.0.0"
-#endif
-#ifndef TABIB_COMMIT
-#define TABIB_COMMIT "unknown"
-#endif
-
 struct text {
     char *buf;
     size_t len;
@@ -99,7 +92,7 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
     family(&t, "tabib_websocket_accepted_total", "counter", "WebSocket connections accepted.");
     text_printf(&t, "tabib_websocket_accepted_total %llu\n", (unsigned long long)st->ws_accepted);
     family(&t, "tabib_websocket_refused_total", "counter",
-           "WebSocket upgrades refused (wrong path or subprotocol, full, stopping).");
+           "WebSocket upgrades refused: wrong path, no subprotocol, full, stopping.");
     text_printf(&t, "tabib_websocket_refused_total %llu\n", (unsigned long long)st->ws_refused);
     family(&t, "tabib_websocket_messages_received_total", "counter",
            "Complete WebSocket messages received.");

@@ -23,10 +23,6 @@
 
 #include "signaling.h"
 
-#ifndef TABIB_VERSION
-#define TABIB_VERSION "0.0.0"
-#endif
-
 #define INBOX_CAPACITY 1024
 
 /* The signal thread: turns SIGTERM/SIGINT/SIGHUP into flags and a loop wakeup. */
@@ -187,7 +183,8 @@ static void lws_log_emit(int level, const char *line)
     size_t n = strlen(text);
     while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         text[--n] = '\0';
-    log_warn(lws_log_target, "lws", level == LLL_ERR ? "error" : "warning", LOG_STR("text", text));
+    base_log(lws_log_target, level == LLL_ERR ? BASE_LOG_ERROR : BASE_LOG_WARN, "lws",
+             "libwebsockets says", LOG_STR("text", text));
 }
 
 static struct lws_context *create_lws(struct srv_state *st, const char *cert, const char *key)
@@ -253,8 +250,8 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
 
     st.lws = create_lws(&st, cert, key);
     if (!st.lws) {
-        log_error(log, "server", "cannot listen", LOG_STR("host", cfg->listen_host),
-                  LOG_INT("port", cfg->listen_port));
+        log_error(log, "server", "cannot listen (is the port in use, or the address not local?)",
+                  LOG_STR("host", cfg->listen_host), LOG_INT("port", cfg->listen_port));
         goto out;
     }
     st.audit = audit_writer_start(cfg->data_dir, log, err, sizeof(err));

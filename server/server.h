@@ -14,6 +14,14 @@
 
 #include "base.h"
 
+/* Set by CMake from project() and git; the fallbacks keep other builds compiling. */
+#ifndef TABIB_VERSION
+#define TABIB_VERSION "0.0.0"
+#endif
+#ifndef TABIB_COMMIT
+#define TABIB_COMMIT "unknown"
+#endif
+
 #define SRV_HOST_MAX 256
 #define SRV_IP_MAX   64
 

@@ -33,11 +33,28 @@ struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger
 void audit_writer_stop(struct audit_writer *writer);
 
 /*
- * Queues an event of `type` (e.g. "server_started") with `detail_json`, a
- * JSON object as text (borrowed; copied). Stamped with the current UTC time.
- * Returns 0, or -EAGAIN when the queue is full, -ENOMEM, -EINVAL for a type
- * longer than 63 bytes.
+ * One audit event as callers describe it; every string is borrowed and may be
+ * NULL except `type`. docs/audit.md lists the types.
  */
+struct audit_event {
+    const char *type;         /* "queue_joined", "sign_in_failed", ... (<= 63 bytes) */
+    const char *actor_role;   /* "patient", "doctor", "admin", "system" */
+    const char *actor_id;     /* username, or the patient's consultation id */
+    const char *clinic;       /* clinic id */
+    const char *consultation; /* consultation id */
+    const char *outcome;      /* "ok", "denied", "failed" */
+    const char *source;       /* the peer's address */
+    const char *detail_json;  /* a JSON object as text, e.g. {"reason":"completed"} */
+};
+
+/*
+ * Queues `ev` (copied) for the writer, stamped with the current UTC time.
+ * Returns 0, or -EAGAIN when the queue is full, -ENOMEM, -EINVAL for a missing
+ * or over-long type. Never waits on disk.
+ */
+int audit_writer_append(struct audit_writer *writer, const struct audit_event *ev);
+
+/* Shorthand for a system event with only a type and a detail object. */
 int audit_writer_record(struct audit_writer *writer, const char *type, const char *detail_json);
 
 /*

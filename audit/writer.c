@@ -30,11 +30,27 @@
 
 enum { AUDIT_MSG_EVENT = BASE_MSG_MODULE_FIRST };
 
-/* An event on its way to the writer; owned by the message that carries it. */
+/* The string fields of an event, in column order after ts_ms. */
+enum {
+    FIELD_TYPE,
+    FIELD_ACTOR_ROLE,
+    FIELD_ACTOR_ID,
+    FIELD_CLINIC,
+    FIELD_CONSULTATION,
+    FIELD_OUTCOME,
+    FIELD_SOURCE,
+    FIELD_DETAIL,
+    FIELD_COUNT
+};
+
+/*
+ * An event on its way to the writer, in one allocation: the strings follow
+ * the struct. Owned by the message that carries it; NULL fields stay NULL.
+ */
 struct pending_event {
     int64_t ts_ms;
-    char type[TYPE_MAX];
-    char detail[]; /* JSON object text */
+    const char *field[FIELD_COUNT];
+    char text[];
 };
 
 struct audit_writer {
@@ -57,6 +73,15 @@ static const char *const migrations[] = {
     "  detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))"
     ");"
     "CREATE INDEX events_by_time ON events (ts_ms);",
+    /* 1 -> 2: who, where and with what outcome, as columns the search will filter on. */
+    "ALTER TABLE events ADD COLUMN actor_role TEXT;"
+    "ALTER TABLE events ADD COLUMN actor_id TEXT;"
+    "ALTER TABLE events ADD COLUMN clinic TEXT;"
+    "ALTER TABLE events ADD COLUMN consultation TEXT;"
+    "ALTER TABLE events ADD COLUMN outcome TEXT;"
+    "ALTER TABLE events ADD COLUMN source TEXT;"
+    "CREATE INDEX events_by_clinic ON events (clinic, ts_ms);"
+    "CREATE INDEX events_by_consultation ON events (consultation);",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -127,12 +152,20 @@ static unsigned write_batch(struct audit_writer *w, struct pending_event **batch
         for (unsigned i = 0; i < n; i++) {
             sqlite3_reset(w->insert);
             sqlite3_bind_int64(w->insert, 1, batch[i]->ts_ms);
-            sqlite3_bind_text(w->insert, 2, batch[i]->type, -1, SQLITE_STATIC);
-            sqlite3_bind_text(w->insert, 3, batch[i]->detail, -1, SQLITE_STATIC);
+            for (int f = 0; f < FIELD_COUNT; f++) {
+                const char *v = batch[i]->field[f];
+                if (v)
+                    sqlite3_bind_text(w->insert, 2 + f, v, -1, SQLITE_STATIC);
+                else if (f == FIELD_DETAIL)
+                    sqlite3_bind_text(w->insert, 2 + f, "{}", -1, SQLITE_STATIC);
+                else
+                    sqlite3_bind_null(w->insert, 2 + f);
+            }
             if (sqlite3_step(w->insert) == SQLITE_DONE)
                 written++;
             else
-                log_error(w->log, "audit", "event refused", LOG_STR("type", batch[i]->type),
+                log_error(w->log, "audit", "event refused",
+                          LOG_STR("type", batch[i]->field[FIELD_TYPE]),
                           LOG_STR("error", sqlite3_errmsg(w->db)));
         }
         sqlite3_reset(w->insert);
@@ -232,8 +265,11 @@ struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger
     if (exec(w->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err, errlen) ||
         migrate(w->db, log, err, errlen))
         goto fail;
-    if (sqlite3_prepare_v2(w->db, "INSERT INTO events (ts_ms, type, detail) VALUES (?, ?, ?)", -1,
-                           &w->insert, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(w->db,
+                           "INSERT INTO events (ts_ms, type, actor_role, actor_id, clinic, "
+                           "consultation, outcome, source, detail) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &w->insert, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "audit: %s", sqlite3_errmsg(w->db));
         goto fail;
     }
@@ -269,24 +305,43 @@ void audit_writer_stop(struct audit_writer *w)
     writer_free(w);
 }
 
-int audit_writer_record(struct audit_writer *w, const char *type, const char *detail_json)
+int audit_writer_append(struct audit_writer *w, const struct audit_event *ev)
 {
-    if (strlen(type) >= TYPE_MAX)
+    if (!ev->type || !ev->type[0] || strlen(ev->type) >= TYPE_MAX)
         return -EINVAL;
-    if (!detail_json)
-        detail_json = "{}";
-    size_t dlen = strlen(detail_json);
-    struct pending_event *ev = malloc(sizeof(*ev) + dlen + 1);
-    if (!ev)
+    const char *in[FIELD_COUNT] = {ev->type,         ev->actor_role, ev->actor_id, ev->clinic,
+                                   ev->consultation, ev->outcome,    ev->source,   ev->detail_json};
+    size_t total = 0;
+    for (int f = 0; f < FIELD_COUNT; f++)
+        if (in[f])
+            total += strlen(in[f]) + 1;
+    struct pending_event *pe = malloc(sizeof(*pe) + total);
+    if (!pe)
         return -ENOMEM;
-    ev->ts_ms = base_wall_ms();
-    strcpy(ev->type, type);
-    memcpy(ev->detail, detail_json, dlen + 1);
-    struct base_msg msg = {.type = AUDIT_MSG_EVENT, .ptr = ev};
+    pe->ts_ms = base_wall_ms();
+    char *p = pe->text;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        if (!in[f]) {
+            pe->field[f] = NULL;
+            continue;
+        }
+        size_t n = strlen(in[f]) + 1;
+        memcpy(p, in[f], n);
+        pe->field[f] = p;
+        p += n;
+    }
+    struct base_msg msg = {.type = AUDIT_MSG_EVENT, .ptr = pe};
     int rc = base_mailbox_push(w->mailbox, &msg);
     if (rc)
-        free(ev);
+        free(pe);
     return rc;
+}
+
+int audit_writer_record(struct audit_writer *w, const char *type, const char *detail_json)
+{
+    struct audit_event ev = {
+        .type = type, .actor_role = "system", .outcome = "ok", .detail_json = detail_json};
+    return audit_writer_append(w, &ev);
 }
 
 int audit_writer_probe(struct audit_writer *w, struct base_mailbox *reply_to, uint64_t seq)

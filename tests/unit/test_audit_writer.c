@@ -143,6 +143,37 @@ static void restart_keeps_events_and_counts_commits(void **state)
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM events"), 2);
 }
 
+static void event_columns_are_stored(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    struct audit_writer *w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    assert_non_null(w);
+    struct audit_event ev = {.type = "queue_joined",
+                             .actor_role = "patient",
+                             .actor_id = "c-123",
+                             .clinic = "general",
+                             .consultation = "c-123",
+                             .outcome = "ok",
+                             .source = "127.0.0.1",
+                             .detail_json = "{\"name\":\"مريم\"}"};
+    assert_int_equal(audit_writer_append(w, &ev), 0);
+    struct audit_event bare = {.type = "server_started"};
+    assert_int_equal(audit_writer_append(w, &bare), 0);
+    struct audit_event untyped = {.clinic = "general"};
+    assert_int_equal(audit_writer_append(w, &untyped), -EINVAL);
+    audit_writer_stop(w);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM events WHERE type='queue_joined' AND "
+                                      "actor_role='patient' AND actor_id='c-123' AND "
+                                      "clinic='general' AND consultation='c-123' AND "
+                                      "outcome='ok' AND source='127.0.0.1' AND "
+                                      "json_extract(detail,'$.name')='مريم'"),
+                     1);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM events WHERE type='server_started' "
+                                      "AND clinic IS NULL AND detail='{}'"),
+                     1);
+}
+
 static void probe_is_answered(void **state)
 {
     struct fixture *f = *state;
@@ -188,6 +219,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(events_from_many_threads_are_all_committed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(restart_keeps_events_and_counts_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(event_columns_are_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(probe_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(unwritable_data_dir_is_reported, setup, teardown),

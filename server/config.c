@@ -234,6 +234,43 @@ static int parse_max_ws(struct srv_config *cfg, const char *value, char *err, si
     return 0;
 }
 
+static int parse_uint_key(unsigned *out, const char *value, unsigned long min, unsigned long max,
+                          const char *what, char *err, size_t errlen)
+{
+    unsigned long v;
+    if (parse_uint_range(value, min, max, what, &v, err, errlen))
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_max_per_address(struct srv_config *cfg, const char *value, char *err,
+                                 size_t errlen)
+{
+    return parse_uint_key(&cfg->max_connections_per_address, value, 1, 1000000, "connection count",
+                          err, errlen);
+}
+
+static int parse_grace(struct srv_config *cfg, const char *value, char *err, size_t errlen)
+{
+    return parse_uint_key(&cfg->grace_period_s, value, 1, 3600, "seconds", err, errlen);
+}
+
+static int parse_session_ttl(struct srv_config *cfg, const char *value, char *err, size_t errlen)
+{
+    return parse_uint_key(&cfg->session_ttl_s, value, 60, 30 * 24 * 3600, "seconds", err, errlen);
+}
+
+static int parse_message_rate(struct srv_config *cfg, const char *value, char *err, size_t errlen)
+{
+    return parse_uint_key(&cfg->message_rate, value, 1, 10000, "messages a second", err, errlen);
+}
+
+static int parse_message_burst(struct srv_config *cfg, const char *value, char *err, size_t errlen)
+{
+    return parse_uint_key(&cfg->message_burst, value, 1, 100000, "messages", err, errlen);
+}
+
 static const struct config_key config_keys[] = {
     {"listen", "HOST:PORT", "HTTPS and WSS address (default :8443, all interfaces)", parse_listen},
     {"media_port", "PORT", "first UDP media port; worker i binds PORT+i (default 40000)",
@@ -254,6 +291,15 @@ static const struct config_key config_keys[] = {
     {"shutdown_grace_ms", "MS", "time given to connections to close on SIGTERM (default 1000)",
      parse_shutdown_grace},
     {"max_ws_connections", "N", "open WebSocket connections allowed (default 10000)", parse_max_ws},
+    {"max_connections_per_address", "N", "WebSocket connections from one address (default 200)",
+     parse_max_per_address},
+    {"grace_period_s", "S", "a dropped patient or doctor keeps their place S seconds (default 60)",
+     parse_grace},
+    {"session_ttl_s", "S", "doctors' and admins' sign-ins last S seconds (default 43200)",
+     parse_session_ttl},
+    {"message_rate", "N", "WebSocket messages a second per connection (default 20)",
+     parse_message_rate},
+    {"message_burst", "N", "... and in a burst (default 40)", parse_message_burst},
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -279,6 +325,104 @@ static void list_keys(char *out, size_t outlen)
     }
 }
 
+static void add_clinic(struct srv_config *cfg, const char *id, const char *name_en,
+                       const char *name_ar, unsigned queue_limit)
+{
+    struct sig_clinic_config *c = &cfg->clinics[cfg->clinic_count++];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    snprintf(c->name_en, sizeof(c->name_en), "%s", name_en);
+    snprintf(c->name_ar, sizeof(c->name_ar), "%s", name_ar);
+    c->queue_limit = queue_limit;
+}
+
+/* The embedded default: two demo clinics, replaced by any [clinic] section of a config file. */
+static void add_demo_clinics(struct srv_config *cfg)
+{
+    cfg->clinic_count = 0;
+    add_clinic(cfg, "general", "General Practice", "الطب العام", 200);
+    add_clinic(cfg, "paediatrics", "Paediatrics", "طب الأطفال", 100);
+}
+
+/* Clinic ids appear in links (/c/<id>) and logs: [a-z0-9_-], 1-63 bytes. */
+static bool is_clinic_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= SIG_ID_MAX)
+        return false;
+    for (; *s; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+/* Applies one key of a [clinic ID] section. */
+static int set_clinic_key(struct sig_clinic_config *c, const char *key, const char *value,
+                          const char *origin, char *err, size_t errlen)
+{
+    char why[SRV_CONFIG_ERR_MAX];
+    if (strcmp(key, "name_en") == 0 || strcmp(key, "name_ar") == 0) {
+        char *dst = key[5] == 'e' ? c->name_en : c->name_ar;
+        if (!value[0] || strlen(value) >= SIG_CLINIC_NAME_MAX)
+            return fail(err, errlen, "clinic %s: %s (%s): give a name of 1-%d bytes", c->id, key,
+                        origin, SIG_CLINIC_NAME_MAX - 1);
+        strcpy(dst, value);
+        return 0;
+    }
+    if (strcmp(key, "queue_limit") == 0) {
+        unsigned long n;
+        if (parse_uint_range(value, 1, 100000, "patients", &n, why, sizeof(why)))
+            return fail(err, errlen, "clinic %s: queue_limit (%s): %s", c->id, origin, why);
+        c->queue_limit = (unsigned)n;
+        return 0;
+    }
+    if (strcmp(key, "hours") == 0) {
+        if (sig_clinic_parse_hours(c, value) != 0)
+            return fail(err, errlen,
+                        "clinic %s: hours (%s): \"%s\" is not DAYS HH:MM-HH:MM (e.g. Sun-Thu "
+                        "08:00-20:00, Mon,Wed 09:00-13:00, daily 00:00-24:00)",
+                        c->id, origin, value);
+        return 0;
+    }
+    return fail(err, errlen,
+                "clinic %s: unknown key \"%s\" (%s; known keys: name_en, name_ar, queue_limit, "
+                "hours)",
+                c->id, key, origin);
+}
+
+/* Starts a [clinic ID] section; the first one drops the demo clinics. */
+static int begin_clinic(struct srv_config *cfg, bool *file_has_clinics, const char *header,
+                        const char *origin, char *err, size_t errlen)
+{
+    char id[SIG_ID_MAX + 16];
+    size_t n = strlen(header);
+    if (n < 10 || header[n - 1] != ']' || strncmp(header, "[clinic ", 8) != 0)
+        return fail(err, errlen, "%s: unknown section %s (allowed: [clinic ID])", origin, header);
+    snprintf(id, sizeof(id), "%.*s", (int)(n - 9), header + 8);
+    if (!is_clinic_id(id))
+        return fail(err, errlen, "%s: clinic id \"%s\" must be 1-63 of a-z, 0-9, _ and -", origin,
+                    id);
+    if (!*file_has_clinics) {
+        cfg->clinic_count = 0;
+        *file_has_clinics = true;
+    }
+    for (unsigned i = 0; i < cfg->clinic_count; i++)
+        if (strcmp(cfg->clinics[i].id, id) == 0)
+            return fail(err, errlen, "%s: clinic \"%s\" is defined twice", origin, id);
+    if (cfg->clinic_count >= SRV_CLINIC_MAX)
+        return fail(err, errlen, "%s: more than %d clinics", origin, SRV_CLINIC_MAX);
+    add_clinic(cfg, id, "", "", 200);
+    return 0;
+}
+
+static int check_clinic(const struct sig_clinic_config *c, const char *path, char *err,
+                        size_t errlen)
+{
+    if (!c->name_en[0] || !c->name_ar[0])
+        return fail(err, errlen, "clinic %s (%s): set both name_en and name_ar", c->id, path);
+    return 0;
+}
+
 void srv_config_defaults(struct srv_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -293,6 +437,12 @@ void srv_config_defaults(struct srv_config *cfg)
     cfg->log_level = BASE_LOG_INFO;
     cfg->shutdown_grace_ms = 1000;
     cfg->max_ws_connections = 10000;
+    cfg->max_connections_per_address = 200;
+    cfg->grace_period_s = 60;
+    cfg->session_ttl_s = 12 * 3600;
+    cfg->message_rate = 20;
+    cfg->message_burst = 40;
+    add_demo_clinics(cfg);
 }
 
 int srv_config_set(struct srv_config *cfg, const char *key, const char *value, const char *origin,
@@ -348,6 +498,7 @@ int srv_config_load_file(struct srv_config *cfg, const char *path, char *err, si
     unsigned first_seen[CONFIG_KEY_COUNT] = {0};
     unsigned lineno = 0;
     int rc = 0;
+    bool in_clinic = false, file_has_clinics = false;
     while (fgets(line, sizeof(line), f)) {
         lineno++;
         char origin[PATH_MAX + 32];
@@ -360,8 +511,13 @@ int srv_config_load_file(struct srv_config *cfg, const char *path, char *err, si
         if (!s[0] || s[0] == '#')
             continue;
         if (s[0] == '[') {
-            rc = fail(err, errlen, "%s: unknown section %s", origin, s);
-            break;
+            if (in_clinic &&
+                (rc = check_clinic(&cfg->clinics[cfg->clinic_count - 1], path, err, errlen)) != 0)
+                break;
+            if ((rc = begin_clinic(cfg, &file_has_clinics, s, origin, err, errlen)) != 0)
+                break;
+            in_clinic = true;
+            continue;
         }
         char *eq = strchr(s, '=');
         if (!eq) {
@@ -374,6 +530,12 @@ int srv_config_load_file(struct srv_config *cfg, const char *path, char *err, si
         if (!value) {
             rc = fail(err, errlen, "%s (%s): unterminated or malformed quoted value", key, origin);
             break;
+        }
+        if (in_clinic) {
+            if ((rc = set_clinic_key(&cfg->clinics[cfg->clinic_count - 1], key, value, origin, err,
+                                     errlen)) != 0)
+                break;
+            continue;
         }
         const struct config_key *k = find_key(key);
         if (k) {
@@ -392,6 +554,8 @@ int srv_config_load_file(struct srv_config *cfg, const char *path, char *err, si
     }
     if (rc == 0 && ferror(f))
         rc = fail(err, errlen, "config: error reading \"%s\"", path);
+    if (rc == 0 && in_clinic)
+        rc = check_clinic(&cfg->clinics[cfg->clinic_count - 1], path, err, errlen);
     fclose(f);
     if (rc == 0)
         snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", path);

@@ -15,19 +15,32 @@
 
 #include "signaling.h"
 
+#include <openssl/crypto.h>
+
 #define HTTP_CHUNK       16384
-#define WS_OUT_QUEUE_MAX 64
+#define WS_OUT_QUEUE_MAX 256
 #define HEADER_BUFFER    2048
+#define API_BODY_MAX     16384
 
 /* The Content-Security-Policy of every page: nothing loads from outside the server. */
 #define CSP                                                                                        \
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "                     \
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
+enum api_route {
+    API_NONE = 0,
+    API_LOGIN,        /* POST /api/login */
+    API_APPOINTMENTS, /* POST /api/appointments */
+};
+
 struct http_session {
     char *body; /* pending dynamic response body (owned), NULL when none */
     size_t len;
     size_t sent;
+    enum api_route api; /* a POST whose request body is being read */
+    char *req_body;     /* owned */
+    size_t req_len;
+    bool req_too_large;
 };
 
 struct ws_out {
@@ -45,7 +58,9 @@ struct ws_session {
     bool rx_binary;
     struct ws_out *out_head, *out_tail;
     unsigned out_count;
-    bool closing; /* close with "going away" at the next writable callback */
+    bool closing;   /* close once the queued messages are written */
+    int close_code; /* WebSocket close code for that */
+    char close_reason[64];
 };
 
 static struct srv_state *state_of(struct lws *wsi)
@@ -99,6 +114,18 @@ static int respond(struct lws *wsi, struct http_session *hs, unsigned status, co
         return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+/*
+ * The peer's address as people write it: an IPv4 client of our dual-stack
+ * socket shows as ::ffff:192.0.2.1, which we log and limit as 192.0.2.1.
+ */
+static void peer_address(struct lws *wsi, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    lws_get_peer_simple(wsi, out, outlen);
+    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.'))
+        memmove(out, out + 7, strlen(out + 7) + 1);
 }
 
 static int respond_text(struct lws *wsi, struct http_session *hs, unsigned status, const char *text)
@@ -197,8 +224,20 @@ static int serve_static(struct lws *wsi, struct http_session *hs, const char *ur
 static int route(struct lws *wsi, struct http_session *hs, const char *uri)
 {
     state_of(wsi)->http_requests++;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
+        if (strcmp(uri, "/api/login") == 0)
+            hs->api = API_LOGIN;
+        else if (strcmp(uri, "/api/appointments") == 0)
+            hs->api = API_APPOINTMENTS;
+        else
+            return respond_not_found(wsi, hs);
+        hs->req_len = 0;
+        hs->req_too_large = false;
+        return 0; /* the answer follows the body: LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    }
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
-        return respond_text(wsi, hs, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served here\n");
+        return respond_text(wsi, hs, HTTP_STATUS_METHOD_NOT_ALLOWED,
+                            "only GET, and POST to /api/, are served here\n");
     if (strcmp(uri, "/healthz") == 0)
         return respond(wsi, hs, HTTP_STATUS_OK, "application/json", "{\"status\":\"ok\"}\n", 16);
     if (strcmp(uri, "/readyz") == 0)
@@ -208,7 +247,68 @@ static int route(struct lws *wsi, struct http_session *hs, const char *uri)
     if (strcmp(uri, "/ws") == 0)
         return respond_text(wsi, hs, HTTP_STATUS_BAD_REQUEST,
                             "/ws speaks WebSocket (subprotocol " SIG_SUBPROTOCOL ") only\n");
+    /* A clinic's link, /c/<clinic>, opens the patient page, which reads the clinic from it. */
+    char rel[512];
+    if (strncmp(uri, "/c/", 3) == 0 && srv_http_path_resolve(uri, rel, sizeof(rel)) == 0 &&
+        !strchr(uri + 3, '/'))
+        return serve_static(wsi, hs, "/patient.html");
     return serve_static(wsi, hs, uri);
+}
+
+/* Appends a chunk of a POST body, up to API_BODY_MAX bytes. */
+static void read_api_body(struct http_session *hs, const void *in, size_t len)
+{
+    if (hs->req_too_large || len > API_BODY_MAX - hs->req_len) {
+        hs->req_too_large = true;
+        return;
+    }
+    char *grown = realloc(hs->req_body, hs->req_len + len + 1);
+    if (!grown) {
+        hs->req_too_large = true;
+        return;
+    }
+    hs->req_body = grown;
+    memcpy(hs->req_body + hs->req_len, in, len);
+    hs->req_len += len;
+}
+
+/* Answers a POST to /api/ once its body is complete. */
+static int answer_api(struct lws *wsi, struct http_session *hs)
+{
+    struct srv_state *st = state_of(wsi);
+    enum api_route api = hs->api;
+    hs->api = API_NONE;
+    if (hs->req_too_large) {
+        char *e = sig_error_reply(NULL, "bad_request", "request body over 16 KiB");
+        int rc = respond(wsi, hs, 413, "application/json", e, e ? strlen(e) : 0);
+        free(e);
+        return rc;
+    }
+    char address[64];
+    peer_address(wsi, address, sizeof(address));
+    const char *body = hs->req_body ? hs->req_body : "";
+    int status = 500;
+    char *reply;
+    if (api == API_LOGIN) {
+        reply = sig_hub_http_login(st->hub, body, hs->req_len, address, base_now_ms(), &status);
+    } else {
+        char auth[256] = "";
+        const char *bearer = NULL;
+        if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) > 7 &&
+            strncmp(auth, "Bearer ", 7) == 0)
+            bearer = auth + 7;
+        reply = sig_hub_http_appointment(st->hub, bearer, body, hs->req_len, address, base_now_ms(),
+                                         &status);
+        OPENSSL_cleanse(auth, sizeof(auth));
+    }
+    free(hs->req_body);
+    hs->req_body = NULL;
+    hs->req_len = 0;
+    if (!reply)
+        return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n");
+    int rc = respond(wsi, hs, (unsigned)status, "application/json", reply, strlen(reply));
+    free(reply);
+    return rc;
 }
 
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -228,6 +328,14 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return 1;
     case LWS_CALLBACK_HTTP:
         return route(wsi, hs, in) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_BODY:
+        if (hs->api != API_NONE)
+            read_api_body(hs, in, len);
+        break;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (hs->api != API_NONE)
+            return answer_api(wsi, hs) ? -1 : 0;
+        break;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return write_body_chunk(wsi, hs);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
@@ -236,6 +344,8 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (hs) {
             free(hs->body);
             hs->body = NULL;
+            free(hs->req_body);
+            hs->req_body = NULL;
         }
         break;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
@@ -250,14 +360,28 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* Queues a text message (copied). Returns 0, or -1 when the peer is not reading. */
-static int ws_queue(struct ws_session *s, const char *text, size_t len)
+/* Asks for the connection to close with `code` once what is queued has been written. */
+static void ws_close_later(struct ws_session *s, int code, const char *reason)
 {
-    if (s->out_count >= WS_OUT_QUEUE_MAX)
-        return -1;
-    struct ws_out *o = malloc(sizeof(*o) + LWS_PRE + len);
-    if (!o)
-        return -1;
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Queues a text message (copied). A client that stops reading is closed, not buffered forever. */
+static void ws_queue(struct ws_session *s, const char *text, size_t len)
+{
+    if (s->closing)
+        return;
+    struct ws_out *o = s->out_count < WS_OUT_QUEUE_MAX ? malloc(sizeof(*o) + LWS_PRE + len) : NULL;
+    if (!o) {
+        s->st->ws_closed_for_abuse++;
+        ws_close_later(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "replies not read");
+        return;
+    }
     o->next = NULL;
     o->len = len;
     memcpy(o->data + LWS_PRE, text, len);
@@ -268,7 +392,33 @@ static int ws_queue(struct ws_session *s, const char *text, size_t len)
     s->out_tail = o;
     s->out_count++;
     lws_callback_on_writable(s->wsi);
-    return 0;
+}
+
+static void hub_send(void *ctx, void *transport, const char *text, size_t len)
+{
+    (void)ctx;
+    ws_queue(transport, text, len);
+}
+
+static void hub_close(void *ctx, void *transport, int code, const char *reason)
+{
+    (void)ctx;
+    ws_close_later(transport, code, reason);
+}
+
+static void hub_audit(void *ctx, const struct audit_event *ev)
+{
+    struct srv_state *st = ctx;
+    if (audit_writer_append(st->audit, ev) != 0)
+        st->audit_dropped++;
+}
+
+void srv_http_hub_io(struct srv_state *st, struct sig_hub_io *io)
+{
+    io->ctx = st;
+    io->send = hub_send;
+    io->close = hub_close;
+    io->audit = hub_audit;
 }
 
 static void ws_session_free(struct ws_session *s)
@@ -289,7 +439,7 @@ static void ws_session_free(struct ws_session *s)
     st->ws_open--;
 }
 
-/* Closes for abuse with a status and a reason the client sees. */
+/* Closes at once for abuse with a status and a reason the client sees. */
 static int ws_close_for_abuse(struct ws_session *s, enum lws_close_status status, const char *why)
 {
     s->st->ws_closed_for_abuse++;
@@ -297,27 +447,20 @@ static int ws_close_for_abuse(struct ws_session *s, enum lws_close_status status
     return -1;
 }
 
-/* Handles a complete received message. Returns -1 to close. */
-static int ws_handle_message(struct ws_session *s)
+/* Hands a complete received message to the hub. */
+static void ws_handle_message(struct ws_session *s)
 {
     s->st->ws_messages_received++;
-    char *reply;
     if (s->rx_binary) {
-        reply = strdup("{\"type\":\"error\",\"re\":null,\"code\":\"bad_request\","
-                       "\"message\":\"binary frames are not used; send JSON text\"}");
+        char *e =
+            sig_error_reply(NULL, "bad_request", "binary frames are not used; send JSON text");
+        if (e)
+            ws_queue(s, e, strlen(e));
+        free(e);
     } else {
-        reply = sig_handle_message(s->rx ? s->rx : "", s->rx_len);
+        sig_hub_message(s->st->hub, s, s->rx ? s->rx : "", s->rx_len, base_now_ms());
     }
     s->rx_len = 0;
-    if (!reply)
-        return -1;
-    if (strncmp(reply, "{\"type\":\"error\"", 15) == 0)
-        s->st->ws_error_replies++;
-    int rc = ws_queue(s, reply, strlen(reply));
-    free(reply);
-    if (rc)
-        return ws_close_for_abuse(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "replies not read");
-    return 0;
 }
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -337,7 +480,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         }
         return 0;
     }
-    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_ESTABLISHED: {
         st = state_of(wsi);
         memset(s, 0, sizeof(*s));
         s->st = st;
@@ -348,7 +491,15 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         st->sessions = s;
         st->ws_open++;
         st->ws_accepted++;
+        char address[64];
+        peer_address(wsi, address, sizeof(address));
+        if (sig_hub_connect(st->hub, s, address, base_now_ms()) != 0) {
+            st->ws_refused++;
+            ws_close_later(s, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                           "too many connections from your address");
+        }
         break;
+    }
     case LWS_CALLBACK_RECEIVE: {
         if (s->closing)
             break;
@@ -365,33 +516,35 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             s->rx_len += len;
         }
         if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
-            return ws_handle_message(s);
+            ws_handle_message(s);
         break;
     }
     case LWS_CALLBACK_SERVER_WRITEABLE: {
-        if (s->closing) {
-            static const char reason_text[] = "server is shutting down";
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason_text,
-                             sizeof(reason_text) - 1);
+        struct ws_out *o = s->out_head;
+        if (o) {
+            if (lws_write(wsi, o->data + LWS_PRE, o->len, LWS_WRITE_TEXT) < (int)o->len)
+                return -1;
+            s->out_head = o->next;
+            if (!s->out_head)
+                s->out_tail = NULL;
+            s->out_count--;
+            free(o);
+        }
+        if (s->out_head) {
+            lws_callback_on_writable(wsi);
+        } else if (s->closing) {
+            /* Last messages (an "ended" event, say) went out first; now the close frame. */
+            lws_close_reason(wsi, (enum lws_close_status)s->close_code,
+                             (unsigned char *)s->close_reason, strlen(s->close_reason));
             return -1;
         }
-        struct ws_out *o = s->out_head;
-        if (!o)
-            break;
-        if (lws_write(wsi, o->data + LWS_PRE, o->len, LWS_WRITE_TEXT) < (int)o->len)
-            return -1;
-        s->out_head = o->next;
-        if (!s->out_head)
-            s->out_tail = NULL;
-        s->out_count--;
-        free(o);
-        if (s->out_head)
-            lws_callback_on_writable(wsi);
         break;
     }
     case LWS_CALLBACK_CLOSED:
-        if (s && s->st)
+        if (s && s->st) {
+            sig_hub_disconnect(s->st->hub, s, base_now_ms());
             ws_session_free(s);
+        }
         break;
     default:
         break;
@@ -401,10 +554,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 void srv_http_close_all(struct srv_state *st)
 {
-    for (struct ws_session *s = st->sessions; s; s = s->next) {
-        s->closing = true;
-        lws_callback_on_writable(s->wsi);
-    }
+    for (struct ws_session *s = st->sessions; s; s = s->next)
+        ws_close_later(s, LWS_CLOSE_STATUS_GOINGAWAY, "server is shutting down");
 }
 
 static const struct lws_protocols protocols[] = {

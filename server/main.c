@@ -7,6 +7,7 @@
  * failed, 2 for a bad command line or configuration.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server.h"
@@ -18,6 +19,10 @@ int main(int argc, char **argv)
     struct srv_config cfg;
     enum srv_cli_action action;
     char err[SRV_CONFIG_ERR_MAX];
+    if (argc > 1 && strcmp(argv[1], "user") == 0) {
+        const char *data_dir = getenv("TABIB_DATA_DIR");
+        return sig_user_command(argc - 1, argv + 1, data_dir ? data_dir : "data", stdout, stderr);
+    }
     if (srv_config_from_command_line(&cfg, argc, argv, 1, environ, &action, err, sizeof(err))) {
         fprintf(stderr, "tabib: %s\n", err);
         return 2;

@@ -98,10 +98,32 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
            "Complete WebSocket messages received.");
     text_printf(&t, "tabib_websocket_messages_received_total %llu\n",
                 (unsigned long long)st->ws_messages_received);
+    struct sig_hub_stats hs;
+    memset(&hs, 0, sizeof(hs));
+    if (st->hub)
+        sig_hub_get_stats(st->hub, &hs);
     family(&t, "tabib_websocket_error_replies_total", "counter",
            "Messages answered with an error object.");
-    text_printf(&t, "tabib_websocket_error_replies_total %llu\n",
-                (unsigned long long)st->ws_error_replies);
+    text_printf(&t, "tabib_websocket_error_replies_total %llu\n", (unsigned long long)hs.errors);
+    family(&t, "tabib_websocket_rate_limited_total", "counter",
+           "Messages and sign-ins refused for rate.");
+    text_printf(&t, "tabib_websocket_rate_limited_total %llu\n",
+                (unsigned long long)hs.rate_limited);
+    family(&t, "tabib_queue_patients_waiting", "gauge", "Patients waiting, all clinics.");
+    text_printf(&t, "tabib_queue_patients_waiting %u\n", hs.patients_waiting);
+    family(&t, "tabib_consultations_called", "gauge", "Patients called, not yet connected.");
+    text_printf(&t, "tabib_consultations_called %u\n", hs.consultations_called);
+    family(&t, "tabib_consultations_in_progress", "gauge", "Consultations in progress.");
+    text_printf(&t, "tabib_consultations_in_progress %u\n", hs.consultations_in_progress);
+    family(&t, "tabib_consultations_ended_total", "counter", "Consultations ended, any reason.");
+    text_printf(&t, "tabib_consultations_ended_total %llu\n",
+                (unsigned long long)hs.consultations_ended);
+    family(&t, "tabib_doctors_on_duty", "gauge", "Doctor-clinic duty pairs.");
+    text_printf(&t, "tabib_doctors_on_duty %u\n", hs.doctors_on_duty);
+    family(&t, "tabib_audit_events_dropped_total", "counter",
+           "Audit events refused because the audit queue was full.");
+    text_printf(&t, "tabib_audit_events_dropped_total %llu\n",
+                (unsigned long long)st->audit_dropped);
     family(&t, "tabib_websocket_closed_for_abuse_total", "counter",
            "Connections closed for oversized messages or unread replies.");
     text_printf(&t, "tabib_websocket_closed_for_abuse_total %llu\n",

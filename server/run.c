@@ -23,6 +23,8 @@
 
 #include "signaling.h"
 
+#include <openssl/crypto.h>
+
 #define INBOX_CAPACITY 1024
 
 /* The signal thread: turns SIGTERM/SIGINT/SIGHUP into flags and a loop wakeup. */
@@ -101,6 +103,14 @@ static void probe_timer_fired(lws_sorted_usec_list_t *sul)
                      SRV_PROBE_INTERVAL_MS * LWS_US_PER_MS);
 }
 
+/* Grace periods expire here, once a second. */
+static void hub_timer_fired(lws_sorted_usec_list_t *sul)
+{
+    struct srv_state *st = lws_container_of(sul, struct srv_state, hub_timer);
+    sig_hub_tick(st->hub, base_now_ms());
+    lws_sul_schedule(st->lws, 0, &st->hub_timer, hub_timer_fired, LWS_US_PER_SEC);
+}
+
 static void stop_timer_fired(lws_sorted_usec_list_t *sul)
 {
     (void)sul; /* only wakes the loop so that it sees the deadline */
@@ -143,10 +153,37 @@ void srv_on_wakeup(struct srv_state *st)
         st->stop_deadline_ms = base_now_ms() + st->cfg->shutdown_grace_ms;
         log_info(st->log, "server", "stopping", LOG_INT("websockets", st->ws_open),
                  LOG_INT("grace_ms", st->cfg->shutdown_grace_ms));
+        /* Participants hear "ended: server_shutdown" before their close frame. */
+        sig_hub_shutdown(st->hub, base_now_ms());
         srv_http_close_all(st);
         lws_sul_schedule(st->lws, 0, &st->stop_timer, stop_timer_fired,
                          (lws_usec_t)st->cfg->shutdown_grace_ms * LWS_US_PER_MS);
     }
+}
+
+/*
+ * On a fresh data dir, creates the first admin and shows its password once on
+ * standard output (never in the log, never on disk).
+ */
+static int announce_first_admin(struct srv_state *st)
+{
+    char password[64];
+    int rc = sig_accounts_ensure_first_admin(st->accounts, password, sizeof(password));
+    if (rc < 0) {
+        log_error(st->log, "server", "cannot create the first admin account");
+        return -1;
+    }
+    if (rc == 1) {
+        printf("\nCreated the first admin account. It is shown once, here only:\n"
+               "  username: admin\n  password: %s\n"
+               "Change it with: tabib user passwd admin --data-dir %s\n",
+               password, st->cfg->data_dir);
+        fflush(stdout);
+        log_info(st->log, "server", "created the first admin account",
+                 LOG_STR("username", "admin"));
+    }
+    OPENSSL_cleanse(password, sizeof(password));
+    return 0;
 }
 
 /* Prints where to point a browser, on standard output whatever the log format. */
@@ -160,7 +197,7 @@ static void print_urls(const struct srv_config *cfg)
     printf("\nTabib %s is running. Open in a browser (the certificate is self-signed unless you "
            "configured one):\n"
            "  Home     %s/\n"
-           "  Patient  %s/patient\n"
+           "  Patient  %s/c/general   (each clinic has its link: /c/<clinic>)\n"
            "  Doctor   %s/doctor\n"
            "  Admin    %s/admin\n"
            "  Health   %s/healthz   Metrics %s/metrics\n"
@@ -187,6 +224,16 @@ static void lws_log_emit(int level, const char *line)
              "libwebsockets says", LOG_STR("text", text));
 }
 
+/*
+ * Keepalive: a WebSocket silent for 30 s gets a PING; one silent for 60 s
+ * (no PONG either) is closed, so a phone that vanished frees its slot and its
+ * participant's grace period starts.
+ */
+static const lws_retry_bo_t idle_policy = {
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 60,
+};
+
 static struct lws_context *create_lws(struct srv_state *st, const char *cert, const char *key)
 {
     struct lws_context_creation_info info;
@@ -204,6 +251,7 @@ static struct lws_context *create_lws(struct srv_state *st, const char *cert, co
     info.timeout_secs = 10;
     info.max_http_header_pool = 64;
     info.vhost_name = "tabib";
+    info.retry_and_idle_policy = &idle_policy;
     info.server_string = "tabib";
     return lws_create_context(&info);
 }
@@ -271,6 +319,28 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
         log_error(log, "server", "cannot start the media workers", LOG_STR("error", err));
         goto out;
     }
+    st.accounts = sig_accounts_open(cfg->data_dir, err, sizeof(err));
+    if (!st.accounts) {
+        log_error(log, "server", "cannot open the accounts", LOG_STR("error", err));
+        goto out;
+    }
+    if (announce_first_admin(&st) != 0)
+        goto out;
+    sig_hub_config_defaults(&st.hub_cfg);
+    st.hub_cfg.clinics = cfg->clinics;
+    st.hub_cfg.clinic_count = cfg->clinic_count;
+    st.hub_cfg.grace_ms = (int64_t)cfg->grace_period_s * 1000;
+    st.hub_cfg.session_ttl_ms = (int64_t)cfg->session_ttl_s * 1000;
+    st.hub_cfg.max_conns_per_address = cfg->max_connections_per_address;
+    st.hub_cfg.rate_per_second = cfg->message_rate;
+    st.hub_cfg.rate_burst = cfg->message_burst;
+    struct sig_hub_io io;
+    srv_http_hub_io(&st, &io);
+    st.hub = sig_hub_new(&st.hub_cfg, st.accounts, &io, log);
+    if (!st.hub) {
+        log_error(log, "server", "out of memory");
+        goto out;
+    }
     int rc = pthread_create(&sig.thread, NULL, signal_main, &sig);
     if (rc != 0) {
         log_error(log, "server", "cannot start the signal thread", LOG_STR("error", strerror(rc)));
@@ -289,6 +359,7 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
     send_probes(&st);
     lws_sul_schedule(st.lws, 0, &st.probe_timer, probe_timer_fired,
                      SRV_PROBE_INTERVAL_MS * LWS_US_PER_MS);
+    lws_sul_schedule(st.lws, 0, &st.hub_timer, hub_timer_fired, LWS_US_PER_SEC);
 
     for (;;) {
         if (lws_service(st.lws, 0) < 0)
@@ -302,6 +373,7 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
 out:
     if (st.lws) {
         lws_sul_cancel(&st.probe_timer);
+        lws_sul_cancel(&st.hub_timer);
         lws_sul_cancel(&st.stop_timer);
     }
     media_engine_stop(st.media);
@@ -317,7 +389,9 @@ out:
         pthread_join(sig.thread, NULL);
     }
     if (st.lws)
-        lws_context_destroy(st.lws);
+        lws_context_destroy(st.lws); /* closes what is left; the hub hears each close */
+    sig_hub_free(st.hub);
+    sig_accounts_close(st.accounts);
     lws_log_target = NULL;
     base_mailbox_free(st.inbox);
     free(st.health);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "signaling.h"
 
 /* Set by CMake from project() and git; the fallbacks keep other builds compiling. */
 #ifndef TABIB_VERSION
@@ -22,8 +23,9 @@
 #define TABIB_COMMIT "unknown"
 #endif
 
-#define SRV_HOST_MAX 256
-#define SRV_IP_MAX   64
+#define SRV_HOST_MAX   256
+#define SRV_IP_MAX     64
+#define SRV_CLINIC_MAX 512
 
 /* ------------------------------------------------------------------------- */
 /* Configuration (config.c)                                                   */
@@ -51,7 +53,15 @@ struct srv_config {
     char log_file[PATH_MAX]; /* "" = standard error */
     unsigned shutdown_grace_ms;
     unsigned max_ws_connections;
+    unsigned max_connections_per_address;
+    unsigned grace_period_s;    /* a dropped participant keeps their place this long */
+    unsigned session_ttl_s;     /* doctors' and admins' sign-in sessions */
+    unsigned message_rate;      /* WebSocket messages per second per connection ... */
+    unsigned message_burst;     /* ... and in a burst */
     char config_file[PATH_MAX]; /* the file that was read, "" if none */
+    /* Clinics: [clinic ID] sections of the file, or the two demo clinics. */
+    unsigned clinic_count;
+    struct sig_clinic_config clinics[SRV_CLINIC_MAX];
 };
 
 /* What the command line asked for besides configuration. */

@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "media.h"
 #include "server.h"
+#include "signaling.h"
 
 /* A thread is "up" while its last probe reply is younger than this. */
 #define SRV_PROBE_INTERVAL_MS 1000
@@ -36,6 +37,10 @@ struct srv_state {
     struct base_mailbox *inbox; /* to this thread; woken with lws_cancel_service */
     struct audit_writer *audit;
     struct media_engine *media;
+    struct sig_accounts *accounts;
+    struct sig_hub *hub;
+    struct sig_hub_config hub_cfg;
+    lws_sorted_usec_list_t hub_timer;
 
     int64_t started_wall_ms;
     int64_t started_mono_ms;
@@ -61,12 +66,15 @@ struct srv_state {
     uint64_t ws_accepted;
     uint64_t ws_refused;
     uint64_t ws_messages_received;
-    uint64_t ws_error_replies;
     uint64_t ws_closed_for_abuse;
+    uint64_t audit_dropped; /* events refused by a full audit queue */
 };
 
 /* http.c: the protocols array for the lws context (terminated by a zeroed entry). */
 const struct lws_protocols *srv_http_protocols(void);
+
+/* http.c: fills the callbacks through which the hub sends, closes and audits. */
+void srv_http_hub_io(struct srv_state *st, struct sig_hub_io *io);
 
 /* http.c: asks every open WebSocket to close with "going away". */
 void srv_http_close_all(struct srv_state *st);

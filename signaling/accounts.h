@@ -17,10 +17,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define SIG_USERNAME_MAX    64   /* bytes, including the NUL */
-#define SIG_ID_MAX          64   /* clinic ids, consultation ids, patient references */
-#define SIG_USER_CLINIC_MAX 32   /* clinics one account may be given */
-#define SIG_TOKEN_CHARS     43   /* 32 random bytes in unpadded base64url */
+#define SIG_USERNAME_MAX    64 /* bytes, including the NUL */
+#define SIG_ID_MAX          64 /* clinic ids, consultation ids, patient references */
+#define SIG_USER_CLINIC_MAX 32 /* clinics one account may be given */
+#define SIG_TOKEN_CHARS     43 /* 32 random bytes in unpadded base64url */
 #define SIG_PASSWORD_MIN    10
 #define SIG_PASSWORD_MAX    256
 
@@ -37,15 +37,25 @@ const char *sig_role_name(enum sig_role role);
 struct sig_user {
     int64_t id;
     char username[SIG_USERNAME_MAX];
-    enum sig_role role;    /* SIG_ROLE_DOCTOR or SIG_ROLE_ADMIN */
+    enum sig_role role; /* SIG_ROLE_DOCTOR or SIG_ROLE_ADMIN */
     bool disabled;
     bool all_clinics;      /* an admin of every clinic */
     unsigned clinic_count; /* the clinics a doctor staffs, or an admin is limited to */
     char clinics[SIG_USER_CLINIC_MAX][SIG_ID_MAX];
 };
 
-/* True when `user` may act on `clinic_id` (staffs it, or administers it). */
+/*
+ * True when `user` may act on `clinic_id` (staffs it, or administers it).
+ * False for a disabled account or a malformed id; "every clinic" counts only
+ * for an admin.
+ */
 bool sig_user_has_clinic(const struct sig_user *user, const char *clinic_id);
+
+/* True when `name` is a username: 1-63 bytes of [a-z0-9._-]. NULL is not. */
+bool sig_username_valid(const char *name);
+
+/* True when `id` is a clinic id: 1-63 bytes of [a-z0-9_-]. NULL is not. */
+bool sig_clinic_id_valid(const char *id);
 
 struct sig_appointment {
     char clinic[SIG_ID_MAX];
@@ -118,7 +128,10 @@ enum sig_login_result sig_accounts_login(struct sig_accounts *accounts, const ch
                                          const char *password, int64_t now_ms, int64_t ttl_ms,
                                          char *token_out, struct sig_user *user_out);
 
-/* Finds the live session for `token`: 0 with the account, -ENOENT if unknown, expired or disabled. */
+/*
+ * Finds the live session for `token`: 0 with the account, -ENOENT if unknown,
+ * expired or disabled.
+ */
 int sig_accounts_session(struct sig_accounts *accounts, const char *token, int64_t now_ms,
                          struct sig_user *user_out);
 
@@ -127,7 +140,10 @@ int sig_accounts_logout(struct sig_accounts *accounts, const char *token);
 
 /*
  * Issues a single-use appointment token for `appt` (copied). Writes the token
- * to token_out (SIG_TOKEN_CHARS + NUL). Returns 0 or -EIO.
+ * to token_out (SIG_TOKEN_CHARS + NUL). Returns 0, -EINVAL when a field is
+ * out of range (clinic not a clinic id; patient_ref 64 bytes or longer or
+ * with a control character; priority not 0 or 1; issued_by no account;
+ * expires_ms <= 0), or -EIO.
  */
 int sig_accounts_issue_appointment(struct sig_accounts *accounts,
                                    const struct sig_appointment *appt, char *token_out);
@@ -142,7 +158,20 @@ int sig_accounts_redeem_appointment(struct sig_accounts *accounts, const char *t
 /* Writes a new random token (32 bytes, unpadded base64url, SIG_TOKEN_CHARS + NUL). 0 or -EIO. */
 int sig_random_token(char *out);
 
-/* scrypt password hashing in the self-describing form scrypt$N$r$p$salt$hash (base64). */
+/*
+ * scrypt password hashing in the self-describing form scrypt$N$r$p$salt$hash
+ * (standard base64 without padding).
+ *
+ * sig_password_hash() hashes `password` (at most SIG_PASSWORD_MAX bytes; the
+ * length policy is the callers') with N=16384, r=8, p=1 and a fresh 16-byte
+ * salt into `out`. Returns 0, -EINVAL (too long), -ENOSPC (outlen under
+ * SIG_PASSWORD_HASH_MAX may not do) or -EIO.
+ *
+ * sig_password_verify() is true when `password` matches `encoded`; false also
+ * for a malformed string or parameters out of bounds (N a power of two from
+ * 2^10 to 2^20, r 1-32, p 1-16, at most 256 MiB and 32 times the default
+ * work), so a damaged store cannot make it allocate or spin without limit.
+ */
 #define SIG_PASSWORD_HASH_MAX 160
 int sig_password_hash(const char *password, char *out, size_t outlen);
 bool sig_password_verify(const char *password, const char *encoded);

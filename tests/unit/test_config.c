@@ -207,7 +207,13 @@ static void file_errors(void **state)
     } cases[] = {
         {"listen = :70000\n", "listen ("},
         {"just words\n", "line 1: expected key = value"},
-        {"[clinic x]\n", "line 1: unknown section [clinic x]"},
+        {"[clinic x]\n", "clinic x ("},
+        {"[pharmacy]\n", "line 1: unknown section [pharmacy]"},
+        {"[clinic Bad!]\nname_en = a\n", "clinic id \"Bad!\" must be"},
+        {"[clinic a]\nname_en = A\nname_ar = ب\n[clinic a]\n", "defined twice"},
+        {"[clinic a]\nname_en = A\nname_ar = ب\nhours = sometimes\n", "hours ("},
+        {"[clinic a]\nname_en = A\nname_ar = ب\nqueue_limit = 0\n", "queue_limit ("},
+        {"[clinic a]\nname_en = A\nname_ar = ب\ncolour = red\n", "unknown key \"colour\""},
         {"data_dir = \"open\n", "data_dir ("},
         {"listen = :1\nlisten = :2\n", "set twice, first on line 1"},
     };
@@ -226,6 +232,39 @@ static void file_errors(void **state)
     char err[SRV_CONFIG_ERR_MAX];
     assert_int_equal(srv_config_load_file(&cfg, "/nonexistent/tabib.conf", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "cannot read \"/nonexistent/tabib.conf\""));
+}
+
+static void clinics_come_from_the_file(void **state)
+{
+    (void)state;
+    struct srv_config cfg;
+    srv_config_defaults(&cfg);
+    /* The embedded default: two demo clinics with English and Arabic names. */
+    assert_int_equal(cfg.clinic_count, 2);
+    assert_string_equal(cfg.clinics[0].id, "general");
+    assert_string_equal(cfg.clinics[0].name_ar, "الطب العام");
+    char path[64];
+    write_temp(path, sizeof(path),
+               "listen = :8443\n"
+               "[clinic cardiology]\n"
+               "name_en = Cardiology\n"
+               "name_ar = أمراض القلب\n"
+               "queue_limit = 30\n"
+               "hours = Sun-Thu 07:00-15:00\n"
+               "[clinic mental-health]\n"
+               "name_en = Mental Health\n"
+               "name_ar = الصحة النفسية\n");
+    char err[SRV_CONFIG_ERR_MAX];
+    assert_int_equal(srv_config_load_file(&cfg, path, err, sizeof(err)), 0);
+    assert_int_equal(cfg.clinic_count, 2); /* the file's clinics replace the demo ones */
+    assert_string_equal(cfg.clinics[0].id, "cardiology");
+    assert_string_equal(cfg.clinics[0].name_ar, "أمراض القلب");
+    assert_int_equal(cfg.clinics[0].queue_limit, 30);
+    assert_true(cfg.clinics[0].has_hours);
+    assert_int_equal(cfg.clinics[0].open_minute, 7 * 60);
+    assert_string_equal(cfg.clinics[1].id, "mental-health");
+    assert_false(cfg.clinics[1].has_hours);
+    unlink(path);
 }
 
 static void precedence_file_then_env_then_flags(void **state)
@@ -281,6 +320,7 @@ int main(void)
         cmocka_unit_test(file_format),
         cmocka_unit_test(file_unknown_key_is_named),
         cmocka_unit_test(file_errors),
+        cmocka_unit_test(clinics_come_from_the_file),
         cmocka_unit_test(precedence_file_then_env_then_flags),
         cmocka_unit_test(config_flag_reads_the_file),
     };

@@ -1,0 +1,512 @@
+/*
+ * test_hub.c - the signalling hub without a network: queues, calls,
+ * priorities, transfers, grace periods and resumption, who may do what, and
+ * the audit trail, with a clock the test controls and real SQLite accounts.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "signaling.h"
+
+#define MAX_PEERS  16
+#define MAX_INBOX  256
+#define MAX_AUDITS 512
+
+/* A fake connection: what the hub sent it, and whether it was closed. */
+struct peer {
+    json_t *inbox[MAX_INBOX];
+    unsigned count;
+    int close_code;
+};
+
+struct world {
+    char dir[64];
+    struct sig_clinic_config clinics[2];
+    struct sig_hub_config cfg;
+    struct sig_accounts *accounts;
+    struct sig_hub *hub;
+    struct peer peers[MAX_PEERS];
+    char audits[MAX_AUDITS][96]; /* "type outcome" */
+    unsigned audit_count;
+    int64_t now;
+    int next_id;
+};
+
+static void on_send(void *ctx, void *transport, const char *text, size_t len)
+{
+    (void)ctx;
+    struct peer *p = transport;
+    json_t *msg = json_loadb(text, len, 0, NULL);
+    assert_non_null(msg);
+    assert_true(p->count < MAX_INBOX);
+    p->inbox[p->count++] = msg;
+}
+
+static void on_close(void *ctx, void *transport, int code, const char *reason)
+{
+    (void)ctx;
+    (void)reason;
+    ((struct peer *)transport)->close_code = code;
+}
+
+static void on_audit(void *ctx, const struct audit_event *ev)
+{
+    struct world *w = ctx;
+    if (w->audit_count < MAX_AUDITS)
+        snprintf(w->audits[w->audit_count++], sizeof(w->audits[0]), "%s %s", ev->type,
+                 ev->outcome ? ev->outcome : "-");
+}
+
+static unsigned audits_of(struct world *w, const char *type_outcome)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < w->audit_count; i++)
+        n += strcmp(w->audits[i], type_outcome) == 0;
+    return n;
+}
+
+static int setup(void **state)
+{
+    struct world *w = calloc(1, sizeof(*w));
+    snprintf(w->dir, sizeof(w->dir), "/tmp/tabib-test-hub-XXXXXX");
+    if (!mkdtemp(w->dir))
+        return -1;
+    char err[256];
+    w->accounts = sig_accounts_open(w->dir, err, sizeof(err));
+    if (!w->accounts)
+        return -1;
+    const char *general[] = {"general"}, *both[] = {"general", "eyes"}, *eyes[] = {"eyes"};
+    if (sig_accounts_add_user(w->accounts, "dr.amal", SIG_ROLE_DOCTOR, general, 1, false,
+                              "correct horse battery", err, sizeof(err)) ||
+        sig_accounts_add_user(w->accounts, "dr.omar", SIG_ROLE_DOCTOR, both, 2, false,
+                              "correct horse battery", err, sizeof(err)) ||
+        sig_accounts_add_user(w->accounts, "admin.eyes", SIG_ROLE_ADMIN, eyes, 1, false,
+                              "correct horse battery", err, sizeof(err)))
+        return -1;
+    w->clinics[0] = (struct sig_clinic_config){
+        .id = "general", .name_en = "General Practice", .name_ar = "الطب العام", .queue_limit = 5};
+    w->clinics[1] = (struct sig_clinic_config){
+        .id = "eyes", .name_en = "Eyes", .name_ar = "العيون", .queue_limit = 5};
+    sig_hub_config_defaults(&w->cfg);
+    w->cfg.clinics = w->clinics;
+    w->cfg.clinic_count = 2;
+    w->cfg.grace_ms = 10000;
+    w->cfg.max_conns_per_address = 12;
+    struct sig_hub_io io = {.ctx = w, .send = on_send, .close = on_close, .audit = on_audit};
+    w->hub = sig_hub_new(&w->cfg, w->accounts, &io, NULL);
+    w->now = 1000;
+    for (int i = 0; i < MAX_PEERS; i++)
+        if (i < 12)
+            assert_int_equal(sig_hub_connect(w->hub, &w->peers[i], "192.0.2.1", w->now), 0);
+    *state = w;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct world *w = *state;
+    sig_hub_free(w->hub);
+    sig_accounts_close(w->accounts);
+    for (int i = 0; i < MAX_PEERS; i++)
+        for (unsigned j = 0; j < w->peers[i].count; j++)
+            json_decref(w->peers[i].inbox[j]);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", w->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(w);
+    return 0;
+}
+
+/* Sends a message (a JSON object without id) from peer i; returns the reply to it. */
+static json_t *ask(struct world *w, int i, const char *fmt, ...)
+{
+    char body[1024], msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof(body), fmt, ap);
+    va_end(ap);
+    int id = ++w->next_id;
+    snprintf(msg, sizeof(msg), "{\"id\":%d,%s}", id, body);
+    w->now += 1;
+    sig_hub_message(w->hub, &w->peers[i], msg, strlen(msg), w->now);
+    struct peer *p = &w->peers[i];
+    for (unsigned j = 0; j < p->count; j++)
+        if (json_integer_value(json_object_get(p->inbox[j], "re")) == id)
+            return p->inbox[j];
+    fail_msg("no reply to %s", msg);
+    return NULL;
+}
+
+static const char *type_of(json_t *m)
+{
+    return json_string_value(json_object_get(m, "type"));
+}
+
+static const char *code_of(json_t *m)
+{
+    return json_string_value(json_object_get(m, "code"));
+}
+
+/* The newest pushed event of `type` to peer i, or NULL. */
+static json_t *last_event(struct world *w, int i, const char *type)
+{
+    struct peer *p = &w->peers[i];
+    for (unsigned j = p->count; j-- > 0;)
+        if (!json_object_get(p->inbox[j], "re") && strcmp(type_of(p->inbox[j]), type) == 0)
+            return p->inbox[j];
+    return NULL;
+}
+
+static json_t *join(struct world *w, int i, const char *clinic, const char *name)
+{
+    json_t *r = ask(w, i, "\"type\":\"join\",\"clinic\":\"%s\",\"name\":\"%s\"", clinic, name);
+    assert_string_equal(type_of(r), "joined");
+    return r;
+}
+
+static void sign_in(struct world *w, int i, const char *user)
+{
+    json_t *r = ask(w, i,
+                    "\"type\":\"login\",\"username\":\"%s\",\"password\":\"correct horse "
+                    "battery\"",
+                    user);
+    assert_string_equal(type_of(r), "signed_in");
+}
+
+static void go_on_duty(struct world *w, int i, const char *clinic)
+{
+    json_t *r = ask(w, i, "\"type\":\"duty\",\"clinic\":\"%s\",\"on\":true", clinic);
+    assert_string_equal(type_of(r), "duty");
+}
+
+static const char *id_of(json_t *m)
+{
+    return json_string_value(json_object_get(m, "consultation"));
+}
+
+static void join_tells_position_and_resume_token(void **state)
+{
+    struct world *w = *state;
+    json_t *a = join(w, 0, "general", "مريم الكعبي");
+    assert_int_equal(json_integer_value(json_object_get(a, "position")), 1);
+    assert_int_equal(strlen(json_string_value(json_object_get(a, "resume_token"))),
+                     SIG_TOKEN_CHARS);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(a, "clinic"), "name_ar")),
+                        "الطب العام");
+    assert_true(json_is_null(json_object_get(a, "estimated_wait_s"))); /* no doctor on duty */
+    json_t *b = join(w, 1, "general", "John");
+    assert_int_equal(json_integer_value(json_object_get(b, "position")), 2);
+    assert_int_equal(audits_of(w, "queue_joined ok"), 2);
+    /* A doctor going on duty gives both an estimate. */
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    json_t *pos = last_event(w, 1, "position");
+    assert_non_null(pos);
+    assert_int_equal(json_integer_value(json_object_get(pos, "position")), 2);
+    assert_int_equal(json_integer_value(json_object_get(pos, "estimated_wait_s")), 1200);
+    json_t *queue = last_event(w, 5, "queue");
+    assert_int_equal(json_array_size(json_object_get(queue, "patients")), 2);
+}
+
+static void call_accept_end_and_next(void **state)
+{
+    struct world *w = *state;
+    const char *first = id_of(join(w, 0, "general", "First"));
+    join(w, 1, "general", "Second");
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    json_t *called = ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    assert_string_equal(type_of(called), "called");
+    assert_string_equal(id_of(called), first);
+    assert_non_null(last_event(w, 0, "called"));
+    assert_int_equal(json_integer_value(json_object_get(last_event(w, 1, "position"), "position")),
+                     1);
+    /* One consultation at a time. */
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "conflict");
+    assert_string_equal(type_of(ask(w, 0, "\"type\":\"accept\"")), "consultation_started");
+    assert_non_null(last_event(w, 5, "consultation_started"));
+    w->now += 5 * 60 * 1000;
+    json_t *end = ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", first);
+    assert_string_equal(json_string_value(json_object_get(end, "reason")), "completed");
+    assert_string_equal(json_string_value(json_object_get(last_event(w, 0, "ended"), "reason")),
+                        "completed");
+    /* The estimate now uses the five-minute consultation. */
+    assert_int_equal(
+        json_integer_value(json_object_get(last_event(w, 1, "position"), "estimated_wait_s")), 300);
+    assert_string_equal(type_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "called");
+    assert_null(code_of(ask(w, 6, "\"type\":\"ping\"")));
+    /* The queue is now empty. */
+    json_t *empty =
+        ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", id_of(last_event(w, 1, "called")));
+    assert_string_equal(json_string_value(json_object_get(empty, "reason")), "doctor_ended");
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "not_found");
+    assert_int_equal(audits_of(w, "consultation_ended ok"), 2);
+}
+
+static void two_doctors_never_get_the_same_patient(void **state)
+{
+    struct world *w = *state;
+    join(w, 0, "general", "A");
+    join(w, 1, "general", "B");
+    sign_in(w, 5, "dr.amal");
+    sign_in(w, 6, "dr.omar");
+    go_on_duty(w, 5, "general");
+    go_on_duty(w, 6, "general");
+    json_t *x = ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    json_t *y = ask(w, 6, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    assert_string_equal(type_of(x), "called");
+    assert_string_equal(type_of(y), "called");
+    assert_string_not_equal(id_of(x), id_of(y));
+    /* Dr Omar cannot end Dr Amal's consultation. */
+    assert_string_equal(code_of(ask(w, 6, "\"type\":\"end\",\"consultation\":\"%s\"", id_of(x))),
+                        "forbidden");
+}
+
+static void urgent_lane_and_return_to_place(void **state)
+{
+    struct world *w = *state;
+    char token[SIG_TOKEN_CHARS + 1];
+    struct sig_user issuer;
+    assert_int_equal(sig_accounts_get(w->accounts, "dr.amal", &issuer), 0);
+    struct sig_appointment appt = {
+        .clinic = "general", .priority = 1, .issued_by = issuer.id, .expires_ms = INT64_MAX};
+    assert_int_equal(sig_accounts_issue_appointment(w->accounts, &appt, token), 0);
+    const char *routine = id_of(join(w, 0, "general", "Routine"));
+    json_t *urgent =
+        ask(w, 1, "\"type\":\"join\",\"appointment\":\"%s\",\"name\":\"Urgent\"", token);
+    assert_string_equal(type_of(urgent), "joined");
+    assert_int_equal(json_integer_value(json_object_get(urgent, "position")), 1);
+    assert_int_equal(json_integer_value(json_object_get(last_event(w, 0, "position"), "position")),
+                     2);
+    /* The token works once. */
+    assert_string_equal(
+        code_of(ask(w, 2, "\"type\":\"join\",\"appointment\":\"%s\",\"name\":\"Again\"", token)),
+        "not_found");
+    /* Patients cannot make themselves urgent. */
+    assert_string_equal(code_of(ask(w, 2,
+                                    "\"type\":\"join\",\"clinic\":\"general\",\"name\":"
+                                    "\"Me\",\"priority\":\"urgent\"")),
+                        "forbidden");
+    join(w, 3, "general", "Later");
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    assert_string_equal(id_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        id_of(urgent));
+    ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", id_of(urgent));
+    assert_string_equal(id_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")), routine);
+    /* Sent back, the routine patient is ahead of the one who came later. */
+    assert_string_equal(
+        type_of(ask(w, 5, "\"type\":\"return_to_queue\",\"consultation\":\"%s\"", routine)),
+        "returned");
+    assert_int_equal(json_integer_value(json_object_get(last_event(w, 0, "position"), "position")),
+                     1);
+    assert_int_equal(json_integer_value(json_object_get(last_event(w, 3, "position"), "position")),
+                     2);
+}
+
+static void transfer_moves_the_patient(void **state)
+{
+    struct world *w = *state;
+    const char *old = id_of(join(w, 0, "general", "Moving"));
+    sign_in(w, 6, "dr.omar");
+    go_on_duty(w, 6, "general");
+    json_t *r = ask(w, 6, "\"type\":\"transfer\",\"consultation\":\"%s\",\"clinic\":\"eyes\"", old);
+    assert_string_equal(type_of(r), "transferred");
+    json_t *ev = last_event(w, 0, "transferred");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "clinic"), "id")),
+                        "eyes");
+    assert_string_not_equal(id_of(ev), old);
+    assert_int_equal(json_integer_value(json_object_get(ev, "position")), 1);
+    assert_int_equal(audits_of(w, "consultation_ended ok"), 1);
+    /* The patient's own operations follow them. */
+    assert_string_equal(type_of(ask(w, 0, "\"type\":\"leave\"")), "left");
+}
+
+static void grace_period_resume_and_abandon(void **state)
+{
+    struct world *w = *state;
+    json_t *a = join(w, 0, "general", "Drops");
+    char token[64];
+    snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(a, "resume_token")));
+    join(w, 1, "general", "Stays");
+    sig_hub_disconnect(w->hub, &w->peers[0], w->now);
+    sig_hub_tick(w->hub, w->now + 9000);
+    json_t *r = ask(w, 2, "\"type\":\"resume\",\"resume_token\":\"%s\"", token);
+    assert_string_equal(type_of(r), "resumed");
+    assert_int_equal(json_integer_value(json_object_get(r, "position")), 1);
+    /* A second socket with the same token takes over; the first is closed. */
+    r = ask(w, 3, "\"type\":\"resume\",\"resume_token\":\"%s\"", token);
+    assert_string_equal(type_of(r), "resumed");
+    assert_int_equal(w->peers[2].close_code, 4001);
+    /* Gone past the grace period: abandoned, and the next patient moves up. */
+    sig_hub_disconnect(w->hub, &w->peers[3], w->now);
+    sig_hub_tick(w->hub, w->now + 10000);
+    assert_int_equal(audits_of(w, "consultation_ended ok"), 1);
+    assert_int_equal(json_integer_value(json_object_get(last_event(w, 1, "position"), "position")),
+                     1);
+    assert_string_equal(code_of(ask(w, 4, "\"type\":\"resume\",\"resume_token\":\"%s\"", token)),
+                        "not_found");
+}
+
+static void who_may_do_what(void **state)
+{
+    struct world *w = *state;
+    const char *c = id_of(join(w, 0, "general", "P"));
+    /* Nobody signed in. */
+    assert_string_equal(code_of(ask(w, 1, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "unauthorized");
+    /* A patient is not staff, and sees only their own consultation. */
+    assert_string_equal(code_of(ask(w, 0, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "forbidden");
+    join(w, 2, "general", "Q");
+    assert_string_equal(code_of(ask(w, 2, "\"type\":\"leave\",\"consultation\":\"%s\"", c)),
+                        "forbidden");
+    assert_string_equal(code_of(ask(w, 0, "\"type\":\"join\",\"clinic\":\"eyes\",\"name\":\"x\"")),
+                        "conflict");
+    /* A doctor acts only on clinics they staff and are on duty for. */
+    sign_in(w, 5, "dr.amal");
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"duty\",\"clinic\":\"eyes\",\"on\":true")),
+                        "forbidden");
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "forbidden");
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"call\",\"consultation\":\"%s\"", c)),
+                        "forbidden");
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"overview\"")), "forbidden");
+    /* An admin sees the clinics in scope, and takes no patients. */
+    sign_in(w, 6, "admin.eyes");
+    json_t *ov = ask(w, 6, "\"type\":\"overview\"");
+    assert_string_equal(type_of(ov), "overview");
+    assert_int_equal(json_array_size(json_object_get(ov, "clinics")), 1);
+    assert_string_equal(code_of(ask(w, 6, "\"type\":\"queue\",\"clinic\":\"general\"")),
+                        "forbidden");
+    assert_string_equal(code_of(ask(w, 6, "\"type\":\"duty\",\"clinic\":\"eyes\",\"on\":true")),
+                        "forbidden");
+    assert_true(audits_of(w, "access_denied denied") >= 9);
+}
+
+static void bad_input_is_answered(void **state)
+{
+    struct world *w = *state;
+    const struct {
+        const char *msg;
+        const char *code;
+    } cases[] = {
+        {"{\"id\":1,\"type\":\"join\"", "bad_json"},
+        {"[]", "bad_request"},
+        {"{\"type\":\"ping\"}", "bad_request"},
+        {"{\"id\":{},\"type\":\"ping\"}", "bad_request"},
+        {"{\"id\":1}", "bad_request"},
+        {"{\"id\":1,\"type\":\"fly\"}", "unknown_type"},
+        {"{\"id\":1,\"type\":\"join\",\"clinic\":\"general\"}", "bad_request"},
+        {"{\"id\":1,\"type\":\"join\",\"clinic\":\"nowhere\",\"name\":\"x\"}", "not_found"},
+        {"{\"id\":1,\"type\":\"join\",\"clinic\":7,\"name\":\"x\"}", "bad_request"},
+        {"{\"id\":1,\"type\":\"join\",\"clinic\":\"general\",\"name\":\"a\\u0007b\"}",
+         "bad_request"},
+        {"{\"id\":1,\"type\":\"join\",\"clinic\":\"general\",\"name\":\"   \"}", "bad_request"},
+        {"{\"id\":1,\"type\":\"resume\",\"resume_token\":\"forged\"}", "not_found"},
+        {"{\"id\":1,\"type\":\"auth\",\"token\":\"expired-or-forged\"}", "unauthorized"},
+        {"{\"id\":1,\"type\":\"login\",\"username\":\"dr.amal\",\"password\":\"wrong\"}",
+         "unauthorized"},
+        {"{\"id\":1,\"type\":\"leave\"}", "unauthorized"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct peer *p = &w->peers[7];
+        unsigned before = p->count;
+        sig_hub_message(w->hub, p, cases[i].msg, strlen(cases[i].msg), ++w->now);
+        assert_int_equal(p->count, before + 1);
+        json_t *r = p->inbox[p->count - 1];
+        if (!code_of(r) || strcmp(code_of(r), cases[i].code) != 0)
+            fail_msg("case %zu %s: got %s", i, cases[i].msg, json_dumps(r, 0));
+    }
+    assert_int_equal(audits_of(w, "sign_in_failed failed"), 1);
+}
+
+static void failed_sign_ins_are_slowed_down(void **state)
+{
+    struct world *w = *state;
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(code_of(ask(w, 8,
+                                        "\"type\":\"login\",\"username\":\"dr.amal\","
+                                        "\"password\":\"guess %d\"",
+                                        i)),
+                            "unauthorized");
+    /* The sixth attempt is refused without checking the password, even the right one. */
+    assert_string_equal(code_of(ask(w, 9,
+                                    "\"type\":\"login\",\"username\":\"dr.amal\","
+                                    "\"password\":\"correct horse battery\"")),
+                        "rate_limited");
+    w->now += 1500;
+    sign_in(w, 9, "dr.amal");
+    assert_int_equal(audits_of(w, "sign_in_throttled denied"), 1);
+}
+
+static void message_floods_are_refused_then_closed(void **state)
+{
+    struct world *w = *state;
+    struct peer *p = &w->peers[10];
+    const char *ping = "{\"id\":1,\"type\":\"ping\"}";
+    unsigned limited = 0;
+    for (int i = 0; i < 1000 && !p->close_code; i++) {
+        sig_hub_message(w->hub, p, ping, strlen(ping), w->now); /* all in the same millisecond */
+        if (code_of(p->inbox[p->count - 1]) &&
+            strcmp(code_of(p->inbox[p->count - 1]), "rate_limited") == 0)
+            limited++;
+        if (p->count >= MAX_INBOX - 1)
+            break;
+    }
+    assert_true(limited > 0);
+    /* Other connections are unaffected. */
+    assert_string_equal(type_of(ask(w, 11, "\"type\":\"ping\"")), "pong");
+    /* Too many connections from one address are refused. */
+    int extra;
+    assert_int_equal(sig_hub_connect(w->hub, &extra, "192.0.2.1", w->now), -EMFILE);
+    assert_int_equal(sig_hub_connect(w->hub, &extra, "198.51.100.7", w->now), 0);
+}
+
+static void shutdown_ends_everything(void **state)
+{
+    struct world *w = *state;
+    join(w, 0, "general", "A");
+    join(w, 1, "eyes", "B");
+    sig_hub_shutdown(w->hub, w->now);
+    assert_string_equal(json_string_value(json_object_get(last_event(w, 0, "ended"), "reason")),
+                        "server_shutdown");
+    assert_int_equal(audits_of(w, "consultation_ended ok"), 2);
+    struct sig_hub_stats st;
+    sig_hub_get_stats(w->hub, &st);
+    assert_int_equal(st.patients_waiting, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(join_tells_position_and_resume_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(call_accept_end_and_next, setup, teardown),
+        cmocka_unit_test_setup_teardown(two_doctors_never_get_the_same_patient, setup, teardown),
+        cmocka_unit_test_setup_teardown(urgent_lane_and_return_to_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(transfer_moves_the_patient, setup, teardown),
+        cmocka_unit_test_setup_teardown(grace_period_resume_and_abandon, setup, teardown),
+        cmocka_unit_test_setup_teardown(who_may_do_what, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_input_is_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_sign_ins_are_slowed_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(message_floods_are_refused_then_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(shutdown_ends_everything, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

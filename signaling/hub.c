@@ -1328,6 +1328,27 @@ static const struct handler handlers[] = {
     {"ice_restart", PATIENT | STAFF, on_media},
 };
 
+/*
+ * A staff member's account may have been disabled (by `tabib user disable`,
+ * from another process) since they signed in: checked on every request, so
+ * disabling takes effect at once on open connections too.
+ */
+static bool staff_still_allowed(struct sig_hub *hub, struct request *rq)
+{
+    struct staff *s = rq->conn->staff;
+    struct sig_user now;
+    if (!s || !hub->accounts)
+        return true;
+    if (sig_accounts_get(hub->accounts, s->user.username, &now) == 0 && !now.disabled &&
+        now.id == s->user.id)
+        return true;
+    fail(hub, rq, "unauthorized", "account \"%s\" is disabled", s->user.username);
+    struct conn *conn = rq->conn;
+    staff_remove(hub, s, SIG_END_DOCTOR_ENDED);
+    hub->io.close(hub->io.ctx, conn->transport, 4003, "account disabled");
+    return false;
+}
+
 static void dispatch(struct sig_hub *hub, struct request *rq)
 {
     for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
@@ -1335,8 +1356,11 @@ static void dispatch(struct sig_hub *hub, struct request *rq)
         if (strcmp(h->type, rq->type) != 0)
             continue;
         enum sig_role role = rq->conn->role;
-        if (h->roles & (1u << role))
+        if (h->roles & (1u << role)) {
+            if (h->roles != ANYONE && !staff_still_allowed(hub, rq))
+                return;
             return h->fn(hub, rq);
+        }
         if (role == SIG_ROLE_NONE)
             return fail(hub, rq, "unauthorized", "\"%s\" needs you to join or sign in first",
                         rq->type);

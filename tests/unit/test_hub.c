@@ -400,6 +400,20 @@ static void who_may_do_what(void **state)
     assert_true(audits_of(w, "access_denied denied") >= 9);
 }
 
+static void disabling_an_account_ends_its_open_connection(void **state)
+{
+    struct world *w = *state;
+    join(w, 0, "general", "Waiting");
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    assert_int_equal(sig_accounts_disable(w->accounts, "dr.amal"), 0);
+    assert_string_equal(code_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"")),
+                        "unauthorized");
+    assert_int_equal(w->peers[5].close_code, 4003);
+    /* Off duty at once: the waiting patient has no doctor again. */
+    assert_true(json_is_null(json_object_get(last_event(w, 0, "position"), "estimated_wait_s")));
+}
+
 static void bad_input_is_answered(void **state)
 {
     struct world *w = *state;
@@ -503,6 +517,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(transfer_moves_the_patient, setup, teardown),
         cmocka_unit_test_setup_teardown(grace_period_resume_and_abandon, setup, teardown),
         cmocka_unit_test_setup_teardown(who_may_do_what, setup, teardown),
+        cmocka_unit_test_setup_teardown(disabling_an_account_ends_its_open_connection, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(bad_input_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_sign_ins_are_slowed_down, setup, teardown),
         cmocka_unit_test_setup_teardown(message_floods_are_refused_then_closed, setup, teardown),

@@ -31,6 +31,7 @@ enum api_route {
     API_NONE = 0,
     API_LOGIN,        /* POST /api/login */
     API_APPOINTMENTS, /* POST /api/appointments */
+    API_UNKNOWN,      /* a POST anywhere else: read the body, then 404 */
 };
 
 struct http_session {
@@ -220,41 +221,6 @@ static int serve_static(struct lws *wsi, struct http_session *hs, const char *ur
     return 0;
 }
 
-/* Routes one HTTP request; `uri` is the path as lws decoded it. */
-static int route(struct lws *wsi, struct http_session *hs, const char *uri)
-{
-    state_of(wsi)->http_requests++;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
-        if (strcmp(uri, "/api/login") == 0)
-            hs->api = API_LOGIN;
-        else if (strcmp(uri, "/api/appointments") == 0)
-            hs->api = API_APPOINTMENTS;
-        else
-            return respond_not_found(wsi, hs);
-        hs->req_len = 0;
-        hs->req_too_large = false;
-        return 0; /* the answer follows the body: LWS_CALLBACK_HTTP_BODY_COMPLETION */
-    }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
-        return respond_text(wsi, hs, HTTP_STATUS_METHOD_NOT_ALLOWED,
-                            "only GET, and POST to /api/, are served here\n");
-    if (strcmp(uri, "/healthz") == 0)
-        return respond(wsi, hs, HTTP_STATUS_OK, "application/json", "{\"status\":\"ok\"}\n", 16);
-    if (strcmp(uri, "/readyz") == 0)
-        return serve_readyz(wsi, hs);
-    if (strcmp(uri, "/metrics") == 0)
-        return serve_metrics(wsi, hs);
-    if (strcmp(uri, "/ws") == 0)
-        return respond_text(wsi, hs, HTTP_STATUS_BAD_REQUEST,
-                            "/ws speaks WebSocket (subprotocol " SIG_SUBPROTOCOL ") only\n");
-    /* A clinic's link, /c/<clinic>, opens the patient page, which reads the clinic from it. */
-    char rel[512];
-    if (strncmp(uri, "/c/", 3) == 0 && srv_http_path_resolve(uri, rel, sizeof(rel)) == 0 &&
-        !strchr(uri + 3, '/'))
-        return serve_static(wsi, hs, "/patient.html");
-    return serve_static(wsi, hs, uri);
-}
-
 /* Appends a chunk of a POST body, up to API_BODY_MAX bytes. */
 static void read_api_body(struct http_session *hs, const void *in, size_t len)
 {
@@ -284,6 +250,8 @@ static int answer_api(struct lws *wsi, struct http_session *hs)
         free(e);
         return rc;
     }
+    if (api == API_UNKNOWN)
+        return respond_not_found(wsi, hs);
     char address[64];
     peer_address(wsi, address, sizeof(address));
     const char *body = hs->req_body ? hs->req_body : "";
@@ -309,6 +277,49 @@ static int answer_api(struct lws *wsi, struct http_session *hs)
     int rc = respond(wsi, hs, (unsigned)status, "application/json", reply, strlen(reply));
     free(reply);
     return rc;
+}
+
+/* Routes one HTTP request; `uri` is the path as lws decoded it. */
+static int route(struct lws *wsi, struct http_session *hs, const char *uri)
+{
+    state_of(wsi)->http_requests++;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
+        if (strcmp(uri, "/api/login") == 0)
+            hs->api = API_LOGIN;
+        else if (strcmp(uri, "/api/appointments") == 0)
+            hs->api = API_APPOINTMENTS;
+        else
+            hs->api =
+                API_UNKNOWN; /* answered once the body is read, so the connection stays in step */
+        hs->req_len = 0;
+        hs->req_too_large = false;
+        /* API bodies are small JSON with a Content-Length; without one the body is empty. */
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+            hs->api = API_NONE;
+            return respond_text(wsi, hs, 411, "send the body with a Content-Length\n");
+        }
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+            return answer_api(wsi, hs);
+        return 0; /* the answer follows the body: LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return respond_text(wsi, hs, HTTP_STATUS_METHOD_NOT_ALLOWED,
+                            "only GET, and POST to /api/, are served here\n");
+    if (strcmp(uri, "/healthz") == 0)
+        return respond(wsi, hs, HTTP_STATUS_OK, "application/json", "{\"status\":\"ok\"}\n", 16);
+    if (strcmp(uri, "/readyz") == 0)
+        return serve_readyz(wsi, hs);
+    if (strcmp(uri, "/metrics") == 0)
+        return serve_metrics(wsi, hs);
+    if (strcmp(uri, "/ws") == 0)
+        return respond_text(wsi, hs, HTTP_STATUS_BAD_REQUEST,
+                            "/ws speaks WebSocket (subprotocol " SIG_SUBPROTOCOL ") only\n");
+    /* A clinic's link, /c/<clinic>, opens the patient page, which reads the clinic from it. */
+    char rel[512];
+    if (strncmp(uri, "/c/", 3) == 0 && srv_http_path_resolve(uri, rel, sizeof(rel)) == 0 &&
+        !strchr(uri + 3, '/'))
+        return serve_static(wsi, hs, "/patient.html");
+    return serve_static(wsi, hs, uri);
 }
 
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

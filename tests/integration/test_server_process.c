@@ -829,6 +829,54 @@ static void test_ws_oversized(void **state)
     ws_ping(s->ws, "after-64k");
 }
 
+/* The JSON API's edges: no body, a chunked body, an oversized body, wrong path and method. */
+static void test_api_bodies(void **state)
+{
+    struct suite *s = *state;
+    uint16_t port = ts_server_port(s->shared);
+    struct {
+        const char *method, *path, *headers, *body;
+        size_t body_len;
+        int status;
+        const char *needle;
+    } cases[] = {
+        {"POST", "/api/login", NULL, NULL, 0, 400, "bad_request"},
+        {"POST", "/api/login", "Content-Type: application/json\r\n",
+         "{\"username\":\"admin\",\"password\":\"not the password\"}", 0, 401, "unauthorized"},
+        /* Refused before any chunk is read, so the test sends none. */
+        {"POST", "/api/login", "Transfer-Encoding: chunked\r\n", NULL, 0, 411, "Content-Length"},
+        {"POST", "/api/appointments", NULL, "{\"clinic\":\"general\"}", 0, 401, "unauthorized"},
+        {"POST", "/api/nothing", NULL, "{}", 0, 404, "not found"},
+        {"PUT", "/api/login", NULL, NULL, 0, 405, "only GET"},
+        {"DELETE", "/", NULL, NULL, 0, 405, "only GET"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tc_response r;
+        const char *body = cases[i].body;
+        size_t len = body ? strlen(body) : 0;
+        int rc =
+            tc_https_request(port, cases[i].method, cases[i].path, cases[i].headers, body, len, &r);
+        if (rc != 0)
+            fail_msg("case %zu: %s %s: client error %d", i, cases[i].method, cases[i].path, rc);
+        if (r.status != cases[i].status || !r.body || !strstr(r.body, cases[i].needle))
+            fail_msg("case %zu: %s %s got %d %s", i, cases[i].method, cases[i].path, r.status,
+                     r.body ? r.body : "(no body)");
+        tc_response_free(&r);
+    }
+    size_t big_len = 20000;
+    char *big = malloc(big_len);
+    memset(big, 'a', big_len);
+    struct tc_response r;
+    assert_int_equal(tc_https_request(port, "POST", "/api/login", NULL, big, big_len, &r), 0);
+    assert_int_equal(r.status, 413);
+    tc_response_free(&r);
+    free(big);
+    /* The server still answers. */
+    get(port, "/healthz", &r);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+}
+
 static void test_ws_ping_and_errors(void **state)
 {
     struct suite *s = *state;
@@ -1016,6 +1064,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ws_refused, test_teardown),
         cmocka_unit_test_teardown(test_ws_oversized, test_teardown),
         cmocka_unit_test_teardown(test_ws_ping_and_errors, test_teardown),
+        cmocka_unit_test_teardown(test_api_bodies, test_teardown),
         cmocka_unit_test_teardown(test_bad_listen, test_teardown),
         cmocka_unit_test_teardown(test_bad_config_key, test_teardown),
         cmocka_unit_test_teardown(test_bad_log_format, test_teardown),

@@ -47,14 +47,14 @@ test-asan: deps node-deps
 
 # Each fuzzer for FUZZ_SECONDS under libFuzzer (clang), starting from its corpus.
 FUZZ_SECONDS ?= 30
-FUZZERS = hub http_path config_file
+FUZZERS = hub http_path config_file stun sdp
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -G Ninja -DTABIB_FUZZ=ON >/dev/null
 	@ninja -C build-fuzz $(addprefix fuzz_,$(FUZZERS))
 	@for f in $(FUZZERS); do \
 	  work=$$(mktemp -d); cp tests/fuzz/corpus/$$f/* $$work/; \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS) s"; \
-	  ./build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	  ./build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
 	    -artifact_prefix=build-fuzz/ $$work > build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
 	  tail -n 2 build-fuzz/fuzz_$$f.log; rm -rf $$work; \
 	  [ $$rc -eq 0 ] || { echo "fuzz_$$f failed: see build-fuzz/fuzz_$$f.log"; exit 1; }; \

@@ -450,14 +450,6 @@ static void ws_session_free(struct ws_session *s)
     st->ws_open--;
 }
 
-/* Closes at once for abuse with a status and a reason the client sees. */
-static int ws_close_for_abuse(struct ws_session *s, enum lws_close_status status, const char *why)
-{
-    s->st->ws_closed_for_abuse++;
-    lws_close_reason(s->wsi, status, (unsigned char *)why, strlen(why));
-    return -1;
-}
-
 /* Hands a complete received message to the hub. */
 static void ws_handle_message(struct ws_session *s)
 {
@@ -516,8 +508,16 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             break;
         if (s->rx_len == 0)
             s->rx_binary = lws_frame_is_binary(wsi);
-        if (len > SIG_MESSAGE_MAX - s->rx_len)
-            return ws_close_for_abuse(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over 64 KiB");
+        if (len > SIG_MESSAGE_MAX - s->rx_len) {
+            /*
+             * Not an immediate close: returning -1 here would reset the TCP connection
+             * while the client is still sending, and it would never see the close frame.
+             */
+            s->st->ws_closed_for_abuse++;
+            s->rx_len = 0;
+            ws_close_later(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over 64 KiB");
+            break;
+        }
         if (len) {
             char *grown = realloc(s->rx, s->rx_len + len + 1);
             if (!grown)

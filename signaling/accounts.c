@@ -1187,7 +1187,8 @@ int sig_accounts_issue_appointment(struct sig_accounts *accounts,
 }
 
 int sig_accounts_redeem_appointment(struct sig_accounts *accounts, const char *token,
-                                    int64_t now_ms, struct sig_appointment *out)
+                                    int64_t now_ms, const char *only_clinic,
+                                    struct sig_appointment *out)
 {
     assert(accounts);
     unsigned char th[TOKEN_HASH_BYTES];
@@ -1216,6 +1217,21 @@ int sig_accounts_redeem_appointment(struct sig_accounts *accounts, const char *t
                                  NULL, 0);
     if (!claim || !read)
         goto out;
+    if (only_clinic) {
+        /* Under the same write lock: look before claiming, so a wrong clinic costs nothing. */
+        sqlite3_bind_blob(read, 1, th, sizeof(th), SQLITE_STATIC);
+        if (sqlite3_step(read) == SQLITE_ROW && sqlite3_column_int64(read, 4) > now_ms) {
+            const char *for_clinic = (const char *)sqlite3_column_text(read, 0);
+            if (for_clinic && strcmp(for_clinic, only_clinic) != 0) {
+                snprintf(appt.clinic, sizeof(appt.clinic), "%s", for_clinic);
+                if (out)
+                    *out = appt;
+                rc = -EXDEV;
+                goto out;
+            }
+        }
+        sqlite3_reset(read);
+    }
     sqlite3_bind_int64(claim, 1, now_ms);
     sqlite3_bind_blob(claim, 2, th, sizeof(th), SQLITE_STATIC);
     if (sqlite3_step(claim) != SQLITE_DONE)

@@ -150,10 +150,13 @@ int sig_accounts_issue_appointment(struct sig_accounts *accounts,
 
 /*
  * Redeems an appointment token: returns 0 and the appointment exactly once;
- * -ENOENT for an unknown, used or expired token.
+ * -ENOENT for an unknown, used or expired token. With `only_clinic` set, an
+ * appointment for another clinic is not redeemed: -EXDEV, with out->clinic
+ * naming the clinic it is for (the token stays usable).
  */
 int sig_accounts_redeem_appointment(struct sig_accounts *accounts, const char *token,
-                                    int64_t now_ms, struct sig_appointment *out);
+                                    int64_t now_ms, const char *only_clinic,
+                                    struct sig_appointment *out);
 
 /* Writes a new random token (32 bytes, unpadded base64url, SIG_TOKEN_CHARS + NUL). 0 or -EIO. */
 int sig_random_token(char *out);

@@ -86,6 +86,7 @@ struct staff {
     int64_t gone_ms;
     bool *on_duty; /* per clinic index */
     struct consultation *current;
+    char token[SIG_TOKEN_CHARS + 1]; /* the session in use, checked at each request */
 };
 
 struct throttle {
@@ -609,7 +610,7 @@ static bool may_see_clinic(const struct sig_user *u, const struct clinic *cl)
 
 /* Attaches a signed-in account to `conn`, taking over an earlier connection of the same account. */
 static struct staff *staff_attach(struct sig_hub *hub, struct conn *conn,
-                                  const struct sig_user *user)
+                                  const struct sig_user *user, const char *token)
 {
     struct staff *s;
     for (s = hub->staff; s; s = s->next)
@@ -633,6 +634,7 @@ static struct staff *staff_attach(struct sig_hub *hub, struct conn *conn,
         hub->io.close(hub->io.ctx, old->transport, 4001, "signed in on another connection");
     }
     s->user = *user;
+    snprintf(s->token, sizeof(s->token), "%s", token);
     s->conn = conn;
     s->gone_ms = 0;
     conn->staff = s;
@@ -672,6 +674,9 @@ static void staff_remove(struct sig_hub *hub, struct staff *s, enum sig_end_reas
                 set_state(c, to);
                 c->doctor = NULL;
                 s->current = NULL;
+                if (c->patient)
+                    send_json(hub, c->patient,
+                              json_pack("{s:s, s:s}", "type", "returned", "consultation", c->id));
                 audit(hub, NULL, "returned_to_queue", "ok", c, NULL,
                       json_pack("{s:s}", "why", "doctor left"));
                 clinic_changed(hub, c->clinic);
@@ -762,14 +767,16 @@ static void on_join(struct sig_hub *hub, struct request *rq)
     struct sig_appointment appt;
     memset(&appt, 0, sizeof(appt));
     if (appointment) {
-        if (!hub->accounts ||
-            sig_accounts_redeem_appointment(hub->accounts, appointment, base_wall_ms(), &appt)) {
+        int rc = hub->accounts ? sig_accounts_redeem_appointment(hub->accounts, appointment,
+                                                                 base_wall_ms(), clinic_id, &appt)
+                               : -ENOENT;
+        if (rc == -EXDEV)
+            return fail(hub, rq, "bad_request", "the appointment is for clinic \"%s\"",
+                        appt.clinic);
+        if (rc != 0) {
             audit(hub, rq->conn, "appointment_refused", "denied", NULL, clinic_id, NULL);
             return fail(hub, rq, "not_found", "the appointment is unknown, used or expired");
         }
-        if (clinic_id && strcmp(clinic_id, appt.clinic) != 0)
-            return fail(hub, rq, "bad_request", "the appointment is for clinic \"%s\"",
-                        appt.clinic);
         clinic_id = appt.clinic;
     }
     struct clinic *cl = find_clinic(hub, clinic_id);
@@ -841,14 +848,15 @@ static void on_resume(struct sig_hub *hub, struct request *rq)
     clinic_changed(hub, c->clinic);
 }
 
+/* `token` is the session's; it goes back to the client only when `show_token`. */
 static void signed_in(struct sig_hub *hub, struct request *rq, const struct sig_user *user,
-                      const char *type, const char *token)
+                      const char *type, const char *token, bool show_token)
 {
-    if (!staff_attach(hub, rq->conn, user))
+    if (!staff_attach(hub, rq->conn, user, token))
         return fail(hub, rq, "internal", "out of memory");
     json_t *r = json_pack("{s:s, s:o, s:I}", "type", type, "user", user_json(user), "expires_in_s",
                           (json_int_t)(hub->cfg.session_ttl_ms / 1000));
-    if (token)
+    if (show_token)
         json_object_set_new(r, "token", json_string(token));
     reply(hub, rq, r);
 }
@@ -921,7 +929,7 @@ static void on_login(struct sig_hub *hub, struct request *rq)
         return fail(hub, rq, "internal", "sign-in is not available");
     if (r != SIG_LOGIN_OK)
         return fail(hub, rq, "unauthorized", "wrong username or password, or account disabled");
-    signed_in(hub, rq, &user, "signed_in", token);
+    signed_in(hub, rq, &user, "signed_in", token, true);
     OPENSSL_cleanse(token, sizeof(token));
 }
 
@@ -933,9 +941,9 @@ static void on_auth(struct sig_hub *hub, struct request *rq)
     struct sig_user user;
     if (!hub->accounts || sig_accounts_session(hub->accounts, token, base_wall_ms(), &user))
         return fail(hub, rq, "unauthorized", "the session token is unknown or expired");
+    signed_in(hub, rq, &user, "authenticated", token, false); /* first: the audit names them */
     audit(hub, rq->conn, "session_resumed", "ok", NULL, NULL,
           json_pack("{s:s}", "username", user.username));
-    signed_in(hub, rq, &user, "authenticated", NULL);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1173,6 +1181,8 @@ static void on_transfer(struct sig_hub *hub, struct request *rq)
         return fail(hub, rq, "not_found", "no clinic \"%s\"", target_id);
     if (target == c->clinic)
         return fail(hub, rq, "bad_request", "the patient is already in clinic \"%s\"", target_id);
+    if (!sig_clinic_is_open(target->cfg, base_wall_ms() / 1000))
+        return fail(hub, rq, "clinic_closed", "clinic \"%s\" is closed now", target_id);
     if (target->waiting >= target->cfg->queue_limit)
         return fail(hub, rq, "queue_full", "clinic \"%s\" is full", target_id);
     struct consultation *moved =
@@ -1271,9 +1281,8 @@ static void on_logout(struct sig_hub *hub, struct request *rq)
     struct staff *s = rq->conn->staff;
     if (s->current)
         return fail(hub, rq, "conflict", "end or return consultation %s first", s->current->id);
-    const char *token = json_string_value(json_object_get(rq->msg, "token"));
-    if (token && hub->accounts)
-        sig_accounts_logout(hub->accounts, token);
+    if (hub->accounts)
+        sig_accounts_logout(hub->accounts, s->token); /* this connection's session ends */
     audit(hub, rq->conn, "sign_out", "ok", NULL, NULL, NULL);
     reply(hub, rq, json_pack("{s:s}", "type", "signed_out"));
     staff_remove(hub, s, SIG_END_DOCTOR_ENDED);
@@ -1329,9 +1338,11 @@ static const struct handler handlers[] = {
 };
 
 /*
- * A staff member's account may have been disabled (by `tabib user disable`,
- * from another process) since they signed in: checked on every request, so
- * disabling takes effect at once on open connections too.
+ * A staff member's session may have ended since they signed in: the account
+ * disabled or its password changed (by `tabib user`, from another process),
+ * a sign-out elsewhere, or plain expiry. Checked at every request (one
+ * indexed SQLite read), so all of these take effect at once on open
+ * connections too.
  */
 static bool staff_still_allowed(struct sig_hub *hub, struct request *rq)
 {
@@ -1339,13 +1350,18 @@ static bool staff_still_allowed(struct sig_hub *hub, struct request *rq)
     struct sig_user now;
     if (!s || !hub->accounts)
         return true;
-    if (sig_accounts_get(hub->accounts, s->user.username, &now) == 0 && !now.disabled &&
-        now.id == s->user.id)
+    if (sig_accounts_session(hub->accounts, s->token, base_wall_ms(), &now) == 0 &&
+        now.id == s->user.id) {
+        s->user = now; /* clinics may have changed too */
         return true;
-    fail(hub, rq, "unauthorized", "account \"%s\" is disabled", s->user.username);
+    }
+    bool disabled = sig_accounts_get(hub->accounts, s->user.username, &now) == 0 && now.disabled;
+    fail(hub, rq, "unauthorized", "the session of \"%s\" has ended%s", s->user.username,
+         disabled ? ": the account is disabled" : "; sign in again");
     struct conn *conn = rq->conn;
     staff_remove(hub, s, SIG_END_DOCTOR_ENDED);
-    hub->io.close(hub->io.ctx, conn->transport, 4003, "account disabled");
+    hub->io.close(hub->io.ctx, conn->transport, disabled ? 4003 : 4002,
+                  disabled ? "account disabled" : "session ended");
     return false;
 }
 

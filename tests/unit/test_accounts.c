@@ -755,33 +755,35 @@ static void appointments(void **state)
 
     struct sig_appointment got;
     memset(&got, 0x55, sizeof(got));
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, token, NOW, &got), 0);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, token, NOW, NULL, &got), 0);
     assert_string_equal(got.clinic, "north");
     assert_string_equal(got.patient_ref, "MRN 0042 / bed 4");
     assert_int_equal(got.priority, 1);
     assert_int_equal(got.issued_by, appt.issued_by);
     assert_int_equal(got.expires_ms, NOW + HOUR_MS);
     /* Once only. */
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, token, NOW, &got), -ENOENT);
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, token, NOW + 1, &got), -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, token, NOW, NULL, &got), -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, token, NOW + 1, NULL, &got), -ENOENT);
 
     /* Expired at expires_ms exactly, and stays unusable. */
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, plain, NOW + HOUR_MS, &got), -ENOENT);
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, plain, NOW + HOUR_MS - 1, &got), 0);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, plain, NOW + HOUR_MS, NULL, &got),
+                     -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, plain, NOW + HOUR_MS - 1, NULL, &got),
+                     0);
     assert_string_equal(got.patient_ref, "");
     assert_int_equal(got.priority, 0);
 
     /* Unknown and malformed tokens. */
     char other[SIG_TOKEN_CHARS + 1];
     sig_random_token(other);
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, other, NOW, &got), -ENOENT);
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, "x", NOW, &got), -ENOENT);
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, NULL, NOW, &got), -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, other, NOW, NULL, &got), -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, "x", NOW, NULL, &got), -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, NULL, NOW, NULL, &got), -ENOENT);
     /* A session token is not an appointment, nor the other way round. */
     char session[SIG_TOKEN_CHARS + 1];
     assert_int_equal(sig_accounts_login(f->acc, "dr.amina", PASSWORD, NOW, HOUR_MS, session, NULL),
                      SIG_LOGIN_OK);
-    assert_int_equal(sig_accounts_redeem_appointment(f->acc, session, NOW, &got), -ENOENT);
+    assert_int_equal(sig_accounts_redeem_appointment(f->acc, session, NOW, NULL, &got), -ENOENT);
     assert_int_equal(sig_accounts_issue_appointment(f->acc, &no_ref, plain), 0);
     assert_int_equal(sig_accounts_session(f->acc, plain, NOW, NULL), -ENOENT);
 
@@ -824,7 +826,7 @@ static void *redeem_in_thread(void *arg)
     char err[256];
     struct sig_accounts *acc = sig_accounts_open(r->data_dir, err, sizeof(err));
     struct sig_appointment got;
-    r->rc = acc ? sig_accounts_redeem_appointment(acc, r->token, NOW, &got) : -EIO;
+    r->rc = acc ? sig_accounts_redeem_appointment(acc, r->token, NOW, NULL, &got) : -EIO;
     sig_accounts_close(acc);
     return NULL;
 }

@@ -256,6 +256,11 @@ static int parse_grace(struct srv_config *cfg, const char *value, char *err, siz
     return parse_uint_key(&cfg->grace_period_s, value, 1, 3600, "seconds", err, errlen);
 }
 
+static int parse_idle_timeout(struct srv_config *cfg, const char *value, char *err, size_t errlen)
+{
+    return parse_uint_key(&cfg->idle_timeout_s, value, 4, 3600, "seconds", err, errlen);
+}
+
 static int parse_session_ttl(struct srv_config *cfg, const char *value, char *err, size_t errlen)
 {
     return parse_uint_key(&cfg->session_ttl_s, value, 60, 30 * 24 * 3600, "seconds", err, errlen);
@@ -295,6 +300,8 @@ static const struct config_key config_keys[] = {
      parse_max_per_address},
     {"grace_period_s", "S", "a dropped patient or doctor keeps their place S seconds (default 60)",
      parse_grace},
+    {"idle_timeout_s", "S",
+     "a silent WebSocket is pinged after S/2 and closed after S (default 60)", parse_idle_timeout},
     {"session_ttl_s", "S", "doctors' and admins' sign-ins last S seconds (default 43200)",
      parse_session_ttl},
     {"message_rate", "N", "WebSocket messages a second per connection (default 20)",
@@ -439,6 +446,7 @@ void srv_config_defaults(struct srv_config *cfg)
     cfg->max_ws_connections = 10000;
     cfg->max_connections_per_address = 200;
     cfg->grace_period_s = 60;
+    cfg->idle_timeout_s = 60;
     cfg->session_ttl_s = 12 * 3600;
     cfg->message_rate = 20;
     cfg->message_burst = 40;

@@ -224,16 +224,6 @@ static void lws_log_emit(int level, const char *line)
              "libwebsockets says", LOG_STR("text", text));
 }
 
-/*
- * Keepalive: a WebSocket silent for 30 s gets a PING; one silent for 60 s
- * (no PONG either) is closed, so a phone that vanished frees its slot and its
- * participant's grace period starts.
- */
-static const lws_retry_bo_t idle_policy = {
-    .secs_since_valid_ping = 30,
-    .secs_since_valid_hangup = 60,
-};
-
 static struct lws_context *create_lws(struct srv_state *st, const char *cert, const char *key)
 {
     struct lws_context_creation_info info;
@@ -251,7 +241,14 @@ static struct lws_context *create_lws(struct srv_state *st, const char *cert, co
     info.timeout_secs = 10;
     info.max_http_header_pool = 64;
     info.vhost_name = "tabib";
-    info.retry_and_idle_policy = &idle_policy;
+    /*
+     * Keepalive: a WebSocket silent for half the idle timeout gets a PING; one
+     * silent for all of it (no PONG either) is closed, so a phone that vanished
+     * frees its slot and its participant's grace period starts.
+     */
+    st->idle_policy.secs_since_valid_ping = (uint16_t)(st->cfg->idle_timeout_s / 2);
+    st->idle_policy.secs_since_valid_hangup = (uint16_t)st->cfg->idle_timeout_s;
+    info.retry_and_idle_policy = &st->idle_policy;
     info.server_string = "tabib";
     return lws_create_context(&info);
 }

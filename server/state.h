@@ -41,6 +41,7 @@ struct srv_state {
     struct sig_hub *hub;
     struct sig_hub_config hub_cfg;
     lws_sorted_usec_list_t hub_timer;
+    lws_retry_bo_t idle_policy; /* keepalive; lws keeps a pointer to it */
 
     int64_t started_wall_ms;
     int64_t started_mono_ms;

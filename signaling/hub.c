@@ -243,6 +243,39 @@ static void audit(struct sig_hub *hub, struct conn *conn, const char *type, cons
     json_decref(detail);
 }
 
+/*
+ * Replaces every byte that is not part of a valid UTF-8 sequence with '?', in
+ * place. Error messages quote the client's input (jansson's parse errors do
+ * too, byte by byte, and vsnprintf may cut a character in half), and JSON
+ * text must be valid UTF-8, or the reply could not be built at all.
+ */
+static void utf8_sanitize(char *s)
+{
+    static const uint32_t min_for_length[4] = {0, 0x80, 0x800, 0x10000};
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned n = *p < 0x80             ? 0
+                     : (*p & 0xe0) == 0xc0 ? 1
+                     : (*p & 0xf0) == 0xe0 ? 2
+                     : (*p & 0xf8) == 0xf0 ? 3
+                                           : 4;
+        bool ok = n < 4;
+        uint32_t cp = ok ? (uint32_t)(*p & (0x7f >> n)) : 0;
+        for (unsigned i = 1; ok && i <= n; i++) {
+            ok = (p[i] & 0xc0) == 0x80;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        /* No overlong forms, no surrogates, nothing past U+10FFFF: what jansson accepts. */
+        if (ok && (cp < min_for_length[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff))
+            ok = false;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n + 1;
+    }
+}
+
 /* Sends an error reply. Denials (unauthorized, forbidden) are audited. */
 static void fail(struct sig_hub *hub, struct request *rq, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -253,6 +286,7 @@ static void fail(struct sig_hub *hub, struct request *rq, const char *code, cons
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    utf8_sanitize(message);
     hub->stats.errors++;
     json_t *err = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
     reply(hub, rq, err);

@@ -438,6 +438,9 @@ static void bad_input_is_answered(void **state)
         {"{\"id\":1,\"type\":\"login\",\"username\":\"dr.amal\",\"password\":\"wrong\"}",
          "unauthorized"},
         {"{\"id\":1,\"type\":\"leave\"}", "unauthorized"},
+        /* The parse error quotes a cut UTF-8 character; the reply must still be JSON. */
+        {"{\"type\":\"join\",\"id\":\"1\",\"name\":\"\xd9\x85\\\xd8\xb1\"}", "bad_json"},
+        {"{\"id\":1,\"type\":\"\xe0\x80\x80\"}", "bad_json"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct peer *p = &w->peers[7];

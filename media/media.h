@@ -18,11 +18,13 @@
 struct media_engine;
 
 struct media_engine_config {
-    const char *bind_host;      /* IP literal to bind, or NULL / "" for every interface */
-    uint16_t base_port;         /* worker i binds base_port + i */
-    unsigned worker_count;      /* >= 1 */
-    struct base_logger *log;    /* borrowed; must outlive the engine */
-    struct base_mailbox *owner; /* borrowed; where workers report (probe replies) */
+    const char *bind_host;       /* IP literal to bind, or NULL / "" for every interface */
+    uint16_t base_port;          /* worker i binds base_port + i */
+    unsigned worker_count;       /* >= 1 */
+    struct base_logger *log;     /* borrowed; must outlive the engine */
+    struct base_mailbox *owner;  /* borrowed; where workers report (probe replies, leg events) */
+    unsigned consent_timeout_ms; /* a nominated leg without a valid STUN check this long ends;
+                                    0 = 30000 (RFC 7675) */
 };
 
 /* Why a received datagram was dropped; each reason has its own counter. */
@@ -41,7 +43,48 @@ struct media_worker_stats {
     uint64_t bytes_received;
     uint64_t packets_dropped[MEDIA_DROP_REASON_COUNT];
     uint64_t receive_batches; /* recvmmsg calls that returned at least one datagram */
+    uint64_t stun_answered;   /* valid Binding requests answered with success */
+    uint64_t stun_refused;    /* STUN requests dropped: bad integrity, fingerprint, username... */
+    uint64_t legs_active;     /* gauge */
+    uint64_t legs_nominated;  /* USE-CANDIDATE seen for a new address */
+    uint64_t legs_expired;    /* ended by consent freshness */
 };
+
+/* ------------------------------------------------------------------------- */
+/* Legs: one participant's peer connection, pinned to one worker              */
+/* ------------------------------------------------------------------------- */
+
+#define MEDIA_UFRAG_MAX       32 /* our ufrags: 4-32 ICE characters */
+#define MEDIA_PWD_MAX         64 /* our passwords: 22-64 ICE characters */
+#define MEDIA_LEGS_PER_WORKER 1024
+
+struct media_leg_params {
+    uint64_t leg_id;                            /* the caller's, unique in the engine */
+    char local_ufrag[MEDIA_UFRAG_MAX + 1];      /* ours, put in the SDP answer */
+    char local_pwd[MEDIA_PWD_MAX + 1];          /* ours */
+    char remote_ufrag[MEDIA_UFRAG_MAX * 8 + 1]; /* the offer's (<= 256), "" = not checked */
+};
+
+/*
+ * Messages workers push to the owner mailbox about legs: `arg` is the leg id,
+ * `sender` the worker's thread id. No `ptr`.
+ */
+enum media_event {
+    MEDIA_EVENT_LEG_NOMINATED = BASE_MSG_MODULE_FIRST + 100, /* ICE selected a (new) address */
+    MEDIA_EVENT_LEG_EXPIRED, /* consent freshness ran out: the leg is gone */
+    MEDIA_EVENT_LEG_REFUSED, /* could not add: the worker's table is full or the id is taken */
+};
+
+/*
+ * Adds a leg to worker `index` (asynchronously, through its mailbox; `p` is
+ * copied). From then on the worker answers ICE checks for it. Returns 0,
+ * -EINVAL (bad credentials or index), -ENOMEM or -EAGAIN (mailbox full).
+ */
+int media_engine_leg_add(struct media_engine *engine, unsigned index,
+                         const struct media_leg_params *p);
+
+/* Removes a leg (asynchronously). Returns 0, -EINVAL or -EAGAIN. */
+int media_engine_leg_remove(struct media_engine *engine, unsigned index, uint64_t leg_id);
 
 /*
  * Binds one UDP socket per worker and starts the workers. Returns the new

@@ -8,11 +8,19 @@
  * atomics written only by the worker (relaxed stores of its own totals) and
  * read by the signalling thread for /metrics.
  *
- * Until legs exist every datagram is classified (RFC 7983) and dropped with a
- * reason; the loop, the batching and the counters are the ones the relay will
- * use.
+ * Every datagram is classified by its first byte (RFC 7983). STUN goes to
+ * the ICE-lite agent: a Binding request is matched to a leg by the USERNAME's
+ * first half (our ufrag), checked (FINGERPRINT, MESSAGE-INTEGRITY with the
+ * leg's password) and answered with XOR-MAPPED-ADDRESS; USE-CANDIDATE selects
+ * the request's source as the leg's address. A failed check is counted and
+ * dropped without an answer, as is anything else for now: DTLS and RTP
+ * attach here in the rest of the media issue.
+ *
+ * Consent freshness (RFC 7675): a nominated leg that sees no valid check for
+ * consent_timeout_ms is removed and reported to the owner.
  */
 #include "media.h"
+#include "stun.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,16 +34,35 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RECV_BATCH       32
-#define DATAGRAM_MAX     1500
-#define MAILBOX_CAPACITY 256
-#define SOCKET_BUFFER    (4 * 1024 * 1024)
+#define RECV_BATCH         32
+#define DATAGRAM_MAX       1500
+#define MAILBOX_CAPACITY   256
+#define SOCKET_BUFFER      (4 * 1024 * 1024)
+#define CONSENT_DEFAULT_MS 30000
+#define TIMER_TICK_MS      1000
+#define STUN_REPLY_MAX     256
 
 struct worker_counters {
     _Atomic uint64_t packets_received;
     _Atomic uint64_t bytes_received;
     _Atomic uint64_t packets_dropped[MEDIA_DROP_REASON_COUNT];
     _Atomic uint64_t receive_batches;
+    _Atomic uint64_t stun_answered;
+    _Atomic uint64_t stun_refused;
+    _Atomic uint64_t legs_active;
+    _Atomic uint64_t legs_nominated;
+    _Atomic uint64_t legs_expired;
+};
+
+/* A leg as its worker sees it. The table is allocated once; `in_use` marks live slots. */
+struct leg {
+    bool in_use;
+    bool nominated;
+    uint64_t id;
+    struct media_leg_params cred;
+    struct sockaddr_storage addr; /* the selected address, once nominated */
+    socklen_t addr_len;
+    int64_t last_check_ms; /* the last valid Binding request */
 };
 
 struct media_worker {
@@ -45,6 +72,11 @@ struct media_worker {
     int epoll_fd;
     struct base_mailbox *mailbox;
     struct base_logger *log;
+    struct base_mailbox *owner;
+    struct media_stun_ctx *stun;
+    struct leg *legs; /* MEDIA_LEGS_PER_WORKER slots */
+    int64_t consent_ms;
+    int64_t last_tick_ms;
     pthread_t thread;
     bool thread_started;
     struct worker_counters counters;
@@ -87,6 +119,8 @@ enum media_packet_kind media_classify_packet(const uint8_t *data, size_t len)
     return MEDIA_PACKET_UNKNOWN; /* ZRTP, TURN channels and the rest: not ours */
 }
 
+enum { MEDIA_MSG_LEG_ADD = BASE_MSG_MODULE_FIRST, MEDIA_MSG_LEG_REMOVE };
+
 /* The smallest datagram worth looking at: a STUN header or a minimal RTCP packet. */
 #define MIN_DATAGRAM 8
 
@@ -97,8 +131,83 @@ static void count_add(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+static int64_t now_ms(void)
+{
+    return base_now_ms();
+}
+
+static void report(struct media_worker *w, uint32_t type, uint64_t leg_id)
+{
+    if (!w->owner)
+        return;
+    struct base_msg m = {.type = type, .sender = BASE_THREAD_MEDIA_FIRST + w->index, .arg = leg_id};
+    base_mailbox_push(w->owner, &m); /* a full owner mailbox loses the event: counted there */
+}
+
+static struct leg *leg_by_ufrag(struct media_worker *w, const char *ufrag, size_t len)
+{
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+        struct leg *l = &w->legs[i];
+        if (l->in_use && strlen(l->cred.local_ufrag) == len &&
+            memcmp(l->cred.local_ufrag, ufrag, len) == 0)
+            return l;
+    }
+    return NULL;
+}
+
+static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/*
+ * ICE-lite: answers a valid Binding request for one of our legs; anything
+ * else is counted and dropped without an answer (an attacker learns nothing,
+ * and a browser simply retries).
+ */
+static void worker_handle_stun(struct media_worker *w, const uint8_t *data, size_t len,
+                               const struct sockaddr_storage *from, socklen_t from_len)
+{
+    struct media_stun_msg msg;
+    const char *ufrag;
+    size_t ufrag_len;
+    struct leg *l = NULL;
+    if (media_stun_parse(data, len, &msg) == 0 && msg.cls == MEDIA_STUN_REQUEST &&
+        media_stun_local_ufrag(&msg, &ufrag, &ufrag_len) == 0)
+        l = leg_by_ufrag(w, ufrag, ufrag_len);
+    if (!l || media_stun_check_binding(w->stun, &msg, l->cred.local_ufrag, l->cred.local_pwd,
+                                       l->cred.remote_ufrag[0] ? l->cred.remote_ufrag : NULL) !=
+                  MEDIA_STUN_CHECK_OK) {
+        count_add(&w->counters.stun_refused, 1);
+        return;
+    }
+    uint8_t reply[STUN_REPLY_MAX];
+    int n = media_stun_build_binding_success(w->stun, msg.txid, from, l->cred.local_pwd, reply,
+                                             sizeof(reply));
+    if (n > 0 &&
+        sendto(w->udp_fd, reply, (size_t)n, 0, (const struct sockaddr *)from, from_len) == n)
+        count_add(&w->counters.stun_answered, 1);
+    l->last_check_ms = now_ms();
+    if (msg.use_candidate && (!l->nominated || !same_address(&l->addr, from))) {
+        l->nominated = true;
+        l->addr = *from;
+        l->addr_len = from_len;
+        count_add(&w->counters.legs_nominated, 1);
+        report(w, MEDIA_EVENT_LEG_NOMINATED, l->id);
+    }
+}
+
 /* Handles one received datagram. The packet path: no allocation, lock or log. */
-static void worker_handle_datagram(struct media_worker *w, const uint8_t *data, size_t len)
+static void worker_handle_datagram(struct media_worker *w, const uint8_t *data, size_t len,
+                                   const struct sockaddr_storage *from, socklen_t from_len)
 {
     if (len < MIN_DATAGRAM) {
         count_add(&w->counters.packets_dropped[MEDIA_DROP_TOO_SHORT], 1);
@@ -106,6 +215,8 @@ static void worker_handle_datagram(struct media_worker *w, const uint8_t *data, 
     }
     switch (media_classify_packet(data, len)) {
     case MEDIA_PACKET_STUN:
+        worker_handle_stun(w, data, len, from, from_len);
+        break;
     case MEDIA_PACKET_DTLS:
     case MEDIA_PACKET_RTP:
         /* No legs yet: ICE, DTLS and the relay attach here in the media issue. */
@@ -136,13 +247,67 @@ static void worker_read_socket(struct media_worker *w)
                 count_add(&w->counters.packets_dropped[MEDIA_DROP_TOO_LARGE], 1);
                 continue;
             }
-            worker_handle_datagram(w, w->buffers[i], len);
+            worker_handle_datagram(w, w->buffers[i], len, &w->addrs[i],
+                                   w->msgs[i].msg_hdr.msg_namelen);
         }
         count_add(&w->counters.packets_received, (uint64_t)n);
         count_add(&w->counters.bytes_received, bytes);
         count_add(&w->counters.receive_batches, 1);
         if (n < RECV_BATCH)
             return;
+    }
+}
+
+static struct leg *leg_by_id(struct media_worker *w, uint64_t id)
+{
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++)
+        if (w->legs[i].in_use && w->legs[i].id == id)
+            return &w->legs[i];
+    return NULL;
+}
+
+static void worker_add_leg(struct media_worker *w, const struct media_leg_params *p)
+{
+    struct leg *slot = NULL;
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER && !slot; i++)
+        if (!w->legs[i].in_use)
+            slot = &w->legs[i];
+    if (!slot || leg_by_id(w, p->leg_id) ||
+        leg_by_ufrag(w, p->local_ufrag, strlen(p->local_ufrag))) {
+        report(w, MEDIA_EVENT_LEG_REFUSED, p->leg_id);
+        return;
+    }
+    memset(slot, 0, sizeof(*slot));
+    slot->in_use = true;
+    slot->id = p->leg_id;
+    slot->cred = *p;
+    slot->last_check_ms = now_ms();
+    count_add(&w->counters.legs_active, 1);
+}
+
+static void worker_remove_leg(struct media_worker *w, uint64_t id)
+{
+    struct leg *l = leg_by_id(w, id);
+    if (!l)
+        return;
+    memset(l, 0, sizeof(*l));
+    atomic_store_explicit(&w->counters.legs_active,
+                          atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+}
+
+/* Once a second: consent freshness of nominated legs. */
+static void worker_tick(struct media_worker *w, int64_t now)
+{
+    w->last_tick_ms = now;
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+        struct leg *l = &w->legs[i];
+        if (l->in_use && l->nominated && now - l->last_check_ms >= w->consent_ms) {
+            uint64_t id = l->id;
+            worker_remove_leg(w, id);
+            count_add(&w->counters.legs_expired, 1);
+            report(w, MEDIA_EVENT_LEG_EXPIRED, id);
+        }
     }
 }
 
@@ -159,6 +324,13 @@ static bool worker_read_mailbox(struct media_worker *w)
             break;
         case BASE_MSG_STOP:
             keep_running = false;
+            break;
+        case MEDIA_MSG_LEG_ADD:
+            worker_add_leg(w, msg.ptr);
+            free(msg.ptr);
+            break;
+        case MEDIA_MSG_LEG_REMOVE:
+            worker_remove_leg(w, msg.arg);
             break;
         default:
             break;
@@ -177,7 +349,7 @@ static void *worker_main(void *arg)
     bool running = true;
     while (running) {
         struct epoll_event events[2];
-        int n = epoll_wait(w->epoll_fd, events, 2, -1);
+        int n = epoll_wait(w->epoll_fd, events, 2, TIMER_TICK_MS);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -191,6 +363,9 @@ static void *worker_main(void *arg)
             else if (!worker_read_mailbox(w))
                 running = false;
         }
+        int64_t now = now_ms();
+        if (now - w->last_tick_ms >= TIMER_TICK_MS)
+            worker_tick(w, now);
     }
     return NULL;
 }
@@ -256,7 +431,15 @@ static void worker_free(struct media_worker *w)
         close(w->udp_fd);
     if (w->epoll_fd >= 0)
         close(w->epoll_fd);
+    if (w->mailbox) {
+        struct base_msg m;
+        while (base_mailbox_pop(w->mailbox, &m))
+            if (m.type == MEDIA_MSG_LEG_ADD)
+                free(m.ptr);
+    }
     base_mailbox_free(w->mailbox);
+    media_stun_ctx_free(w->stun);
+    free(w->legs);
     free(w);
 }
 
@@ -271,7 +454,16 @@ static struct media_worker *worker_new(const struct media_engine_config *cfg, un
     w->index = index;
     w->port = (uint16_t)(cfg->base_port + index);
     w->log = cfg->log;
+    w->owner = cfg->owner;
+    w->consent_ms = cfg->consent_timeout_ms ? cfg->consent_timeout_ms : CONSENT_DEFAULT_MS;
+    w->last_tick_ms = now_ms();
     w->udp_fd = -1;
+    w->legs = calloc(MEDIA_LEGS_PER_WORKER, sizeof(*w->legs));
+    w->stun = media_stun_ctx_new();
+    if (!w->legs || !w->stun) {
+        snprintf(err, errlen, "media: out of memory for worker %u", index);
+        goto fail;
+    }
     w->epoll_fd = -1;
     for (unsigned i = 0; i < RECV_BATCH; i++) {
         w->iovs[i].iov_base = w->buffers[i];
@@ -387,7 +579,50 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->packets_received = atomic_load_explicit(&c->packets_received, memory_order_relaxed);
     out->bytes_received = atomic_load_explicit(&c->bytes_received, memory_order_relaxed);
     out->receive_batches = atomic_load_explicit(&c->receive_batches, memory_order_relaxed);
+    out->stun_answered = atomic_load_explicit(&c->stun_answered, memory_order_relaxed);
+    out->stun_refused = atomic_load_explicit(&c->stun_refused, memory_order_relaxed);
+    out->legs_active = atomic_load_explicit(&c->legs_active, memory_order_relaxed);
+    out->legs_nominated = atomic_load_explicit(&c->legs_nominated, memory_order_relaxed);
+    out->legs_expired = atomic_load_explicit(&c->legs_expired, memory_order_relaxed);
     for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
         out->packets_dropped[r] =
             atomic_load_explicit(&c->packets_dropped[r], memory_order_relaxed);
+}
+
+/* ICE characters (RFC 8445 section 5.3): ALPHA, DIGIT, '+', '/'. */
+static bool ice_chars(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '+' || *s == '/'))
+            return false;
+    return true;
+}
+
+int media_engine_leg_add(struct media_engine *e, unsigned index, const struct media_leg_params *p)
+{
+    if (index >= e->worker_count || !ice_chars(p->local_ufrag, 4, MEDIA_UFRAG_MAX) ||
+        !ice_chars(p->local_pwd, 22, MEDIA_PWD_MAX) ||
+        memchr(p->remote_ufrag, '\0', sizeof(p->remote_ufrag)) == NULL)
+        return -EINVAL;
+    struct media_leg_params *copy = malloc(sizeof(*copy));
+    if (!copy)
+        return -ENOMEM;
+    *copy = *p;
+    struct base_msg m = {.type = MEDIA_MSG_LEG_ADD, .ptr = copy};
+    int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
+    if (rc)
+        free(copy);
+    return rc;
+}
+
+int media_engine_leg_remove(struct media_engine *e, unsigned index, uint64_t leg_id)
+{
+    if (index >= e->worker_count)
+        return -EINVAL;
+    struct base_msg m = {.type = MEDIA_MSG_LEG_REMOVE, .arg = leg_id};
+    return base_mailbox_push(e->workers[index]->mailbox, &m);
 }

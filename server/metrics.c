@@ -156,6 +156,30 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
         text_printf(&t, "tabib_media_receive_batches_total{worker=\"%u\"} %llu\n", i,
                     (unsigned long long)ws[i].receive_batches);
 
+    family(&t, "tabib_media_stun_answered_total", "counter",
+           "ICE Binding requests answered (valid for one of the worker's legs).");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_stun_answered_total{worker=\"%u\"} %llu\n", i,
+                    (unsigned long long)ws[i].stun_answered);
+    family(&t, "tabib_media_stun_refused_total", "counter",
+           "STUN requests dropped unanswered: no such leg, bad integrity or fingerprint.");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_stun_refused_total{worker=\"%u\"} %llu\n", i,
+                    (unsigned long long)ws[i].stun_refused);
+    family(&t, "tabib_media_legs", "gauge", "Legs (peer connections) on the worker.");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_legs{worker=\"%u\"} %llu\n", i,
+                    (unsigned long long)ws[i].legs_active);
+    family(&t, "tabib_media_legs_nominated_total", "counter", "ICE nominations (USE-CANDIDATE).");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_legs_nominated_total{worker=\"%u\"} %llu\n", i,
+                    (unsigned long long)ws[i].legs_nominated);
+    family(&t, "tabib_media_legs_expired_total", "counter",
+           "Legs ended by consent freshness (no valid check for 30 s).");
+    for (unsigned i = 0; i < workers; i++)
+        text_printf(&t, "tabib_media_legs_expired_total{worker=\"%u\"} %llu\n", i,
+                    (unsigned long long)ws[i].legs_expired);
+
     family(&t, "tabib_audit_events_committed_total", "counter",
            "Audit events durably committed since start.");
     text_printf(&t, "tabib_audit_events_committed_total %llu\n",

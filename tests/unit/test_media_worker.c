@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "media.h"
+#include "stun.h"
 
 /* Finds a base port p where UDP p and p+1 are both free on every interface. */
 static uint16_t free_udp_pair(void)
@@ -122,7 +123,8 @@ static void workers_count_and_drop_real_datagrams(void **state)
     assert_int_equal(s0.packets_dropped[MEDIA_DROP_TOO_SHORT], 1);
     assert_int_equal(s0.packets_dropped[MEDIA_DROP_UNKNOWN_KIND], 1);
     assert_int_equal(s0.packets_dropped[MEDIA_DROP_TOO_LARGE], 1);
-    assert_int_equal(s0.packets_dropped[MEDIA_DROP_NO_LEG], 2);
+    assert_int_equal(s0.packets_dropped[MEDIA_DROP_NO_LEG], 1); /* the RTP one */
+    assert_int_equal(s0.stun_refused, 1);                       /* STUN for no leg */
     assert_int_equal(s1.packets_dropped[MEDIA_DROP_NO_LEG], 1);
     assert_true(s0.bytes_received >= 3 + 20 + 20 + 20 + 1500);
     assert_true(s0.receive_batches >= 1);
@@ -146,6 +148,113 @@ static void workers_count_and_drop_real_datagrams(void **state)
 
     media_engine_stop(e);
     media_engine_stop(NULL);
+    base_mailbox_free(owner);
+    base_logger_free(log);
+}
+
+/* Sends `req` from `fd` to the worker and waits up to 1 s for an answer; returns its length or 0.
+ */
+static ssize_t exchange(int fd, uint16_t port, const uint8_t *req, size_t len, uint8_t *reply,
+                        size_t cap)
+{
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    assert_int_equal(sendto(fd, req, len, 0, (struct sockaddr *)&to, sizeof(to)), (ssize_t)len);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 1000) != 1)
+        return 0;
+    return recv(fd, reply, cap, 0);
+}
+
+/* Waits for a leg event of `type` from the owner mailbox (3 s at most). */
+static bool wait_event(struct base_mailbox *owner, uint32_t type, uint64_t leg_id, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 10) {
+        struct base_msg m;
+        while (base_mailbox_pop(owner, &m))
+            if (m.type == type && m.arg == leg_id)
+                return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void ice_lite_answers_checks_and_expires_silent_legs(void **state)
+{
+    (void)state;
+    char err[256];
+    struct base_logger *log = base_logger_new(NULL, BASE_LOG_TEXT, BASE_LOG_WARN, err, 256);
+    struct base_mailbox *owner = base_mailbox_new(64, NULL, NULL);
+    uint16_t port = free_udp_pair();
+    struct media_engine_config cfg = {.base_port = port,
+                                      .worker_count = 1,
+                                      .log = log,
+                                      .owner = owner,
+                                      .consent_timeout_ms = 1500};
+    struct media_engine *e = media_engine_start(&cfg, err, sizeof(err));
+    assert_non_null(e);
+    struct media_leg_params leg = {.leg_id = 7,
+                                   .local_ufrag = "srvU",
+                                   .local_pwd = "serverpasswordserverpass",
+                                   .remote_ufrag = "brws"};
+    assert_int_equal(media_engine_leg_add(e, 0, &leg), 0);
+    struct media_leg_params bad = leg;
+    strcpy(bad.local_pwd, "short");
+    assert_int_equal(media_engine_leg_add(e, 0, &bad), -EINVAL);
+
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &me.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    socklen_t melen = sizeof(me);
+    getsockname(fd, (struct sockaddr *)&me, &melen);
+
+    uint8_t txid[MEDIA_STUN_TXID_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    struct media_stun_request_params rp = {.txid = txid,
+                                           .remote_ufrag = "srvU",
+                                           .local_ufrag = "brws",
+                                           .remote_pwd = "wrong password, attacker",
+                                           .priority = 1845501695,
+                                           .controlling = true,
+                                           .tie_breaker = 42,
+                                           .use_candidate = true};
+    uint8_t req[256], reply[256];
+    int n = media_stun_build_binding_request(NULL, &rp, req, sizeof(req));
+    assert_true(n > 0);
+    /* A bad MESSAGE-INTEGRITY is ignored: no answer, no nomination. */
+    assert_int_equal(exchange(fd, port, req, (size_t)n, reply, sizeof(reply)), 0);
+
+    rp.remote_pwd = leg.local_pwd;
+    n = media_stun_build_binding_request(NULL, &rp, req, sizeof(req));
+    ssize_t got = exchange(fd, port, req, (size_t)n, reply, sizeof(reply));
+    assert_true(got > 0);
+    struct media_stun_msg msg;
+    assert_int_equal(media_stun_parse(reply, (size_t)got, &msg), 0);
+    assert_int_equal(msg.type, MEDIA_STUN_BINDING_SUCCESS);
+    assert_memory_equal(msg.txid, txid, sizeof(txid));
+    assert_int_equal(media_stun_verify_integrity(NULL, &msg, leg.local_pwd), 0);
+    assert_int_equal(media_stun_verify_fingerprint(&msg), 0);
+    assert_true(msg.has_xor_mapped);
+    const struct sockaddr_in *mapped = (const struct sockaddr_in *)&msg.xor_mapped;
+    assert_int_equal(mapped->sin_port, me.sin_port); /* the browser learns its own address */
+    assert_true(wait_event(owner, MEDIA_EVENT_LEG_NOMINATED, 7, 3000));
+
+    struct media_worker_stats st;
+    media_engine_worker_stats(e, 0, &st);
+    assert_int_equal(st.stun_answered, 1);
+    assert_int_equal(st.stun_refused, 1);
+    assert_int_equal(st.legs_active, 1);
+    assert_int_equal(st.legs_nominated, 1);
+
+    /* Silent past the consent timeout: the leg ends and the owner hears of it. */
+    assert_true(wait_event(owner, MEDIA_EVENT_LEG_EXPIRED, 7, 4000));
+    media_engine_worker_stats(e, 0, &st);
+    assert_int_equal(st.legs_active, 0);
+    assert_int_equal(st.legs_expired, 1);
+    assert_int_equal(exchange(fd, port, req, (size_t)n, reply, sizeof(reply)), 0);
+
+    close(fd);
+    media_engine_stop(e);
     base_mailbox_free(owner);
     base_logger_free(log);
 }
@@ -176,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(classifies_by_first_byte),
         cmocka_unit_test(workers_count_and_drop_real_datagrams),
+        cmocka_unit_test(ice_lite_answers_checks_and_expires_silent_legs),
         cmocka_unit_test(busy_port_is_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include "state.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,31 @@ static void family(struct text *t, const char *name, const char *type, const cha
 {
     text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
+
+/* Per-worker series with only a worker label: one table instead of a loop each. */
+struct worker_series {
+    const char *name, *type, *help;
+    size_t offset; /* of a uint64_t in struct media_worker_stats */
+};
+
+static const struct worker_series worker_series[] = {
+    {"tabib_media_receive_batches_total", "counter",
+     "recvmmsg calls that returned datagrams (packets / batches = batching factor).",
+     offsetof(struct media_worker_stats, receive_batches)},
+    {"tabib_media_stun_answered_total", "counter",
+     "ICE Binding requests answered (valid for one of the worker's legs).",
+     offsetof(struct media_worker_stats, stun_answered)},
+    {"tabib_media_stun_refused_total", "counter",
+     "STUN requests dropped unanswered: no such leg, bad integrity or fingerprint.",
+     offsetof(struct media_worker_stats, stun_refused)},
+    {"tabib_media_legs", "gauge", "Legs (peer connections) on the worker.",
+     offsetof(struct media_worker_stats, legs_active)},
+    {"tabib_media_legs_nominated_total", "counter", "ICE nominations (USE-CANDIDATE).",
+     offsetof(struct media_worker_stats, legs_nominated)},
+    {"tabib_media_legs_expired_total", "counter",
+     "Legs ended by consent freshness (no valid check for 30 s).",
+     offsetof(struct media_worker_stats, legs_expired)},
+};
 
 char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
 {
@@ -150,35 +176,15 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
             text_printf(&t, "tabib_media_packets_dropped_total{worker=\"%u\",reason=\"%s\"} %llu\n",
                         i, media_drop_reason_name((enum media_drop_reason)r),
                         (unsigned long long)ws[i].packets_dropped[r]);
-    family(&t, "tabib_media_receive_batches_total", "counter",
-           "recvmmsg calls that returned datagrams (packets / batches = batching factor).");
-    for (unsigned i = 0; i < workers; i++)
-        text_printf(&t, "tabib_media_receive_batches_total{worker=\"%u\"} %llu\n", i,
-                    (unsigned long long)ws[i].receive_batches);
-
-    family(&t, "tabib_media_stun_answered_total", "counter",
-           "ICE Binding requests answered (valid for one of the worker's legs).");
-    for (unsigned i = 0; i < workers; i++)
-        text_printf(&t, "tabib_media_stun_answered_total{worker=\"%u\"} %llu\n", i,
-                    (unsigned long long)ws[i].stun_answered);
-    family(&t, "tabib_media_stun_refused_total", "counter",
-           "STUN requests dropped unanswered: no such leg, bad integrity or fingerprint.");
-    for (unsigned i = 0; i < workers; i++)
-        text_printf(&t, "tabib_media_stun_refused_total{worker=\"%u\"} %llu\n", i,
-                    (unsigned long long)ws[i].stun_refused);
-    family(&t, "tabib_media_legs", "gauge", "Legs (peer connections) on the worker.");
-    for (unsigned i = 0; i < workers; i++)
-        text_printf(&t, "tabib_media_legs{worker=\"%u\"} %llu\n", i,
-                    (unsigned long long)ws[i].legs_active);
-    family(&t, "tabib_media_legs_nominated_total", "counter", "ICE nominations (USE-CANDIDATE).");
-    for (unsigned i = 0; i < workers; i++)
-        text_printf(&t, "tabib_media_legs_nominated_total{worker=\"%u\"} %llu\n", i,
-                    (unsigned long long)ws[i].legs_nominated);
-    family(&t, "tabib_media_legs_expired_total", "counter",
-           "Legs ended by consent freshness (no valid check for 30 s).");
-    for (unsigned i = 0; i < workers; i++)
-        text_printf(&t, "tabib_media_legs_expired_total{worker=\"%u\"} %llu\n", i,
-                    (unsigned long long)ws[i].legs_expired);
+    for (size_t k = 0; k < sizeof(worker_series) / sizeof(worker_series[0]); k++) {
+        const struct worker_series *ser = &worker_series[k];
+        family(&t, ser->name, ser->type, ser->help);
+        for (unsigned i = 0; i < workers; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&ws[i] + ser->offset, sizeof(v));
+            text_printf(&t, "%s{worker=\"%u\"} %llu\n", ser->name, i, (unsigned long long)v);
+        }
+    }
 
     family(&t, "tabib_audit_events_committed_total", "counter",
            "Audit events durably committed since start.");

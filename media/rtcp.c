@@ -9,6 +9,7 @@
  * and nothing is logged.
  */
 #include "rtcp.h"
+#include "bytes.h"
 
 #include <string.h>
 
@@ -18,35 +19,6 @@
 #define FB_HEADER_SIZE   8 /* sender SSRC and media SSRC */
 #define TWCC_HEADER_SIZE 8
 #define MAX_PACKET_SIZE  (65536u * 4) /* what the 16-bit length field can describe */
-
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t rd24(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 /* A 24-bit two's complement field as a signed value (no shift of a negative number). */
 static int32_t sign24(uint32_t v)

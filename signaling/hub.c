@@ -900,10 +900,9 @@ static void signed_in(struct sig_hub *hub, struct request *rq, const struct sig_
  * SIG_LOGIN_OK with the token and user, or another result with `*retry_ms`
  * set when throttled (then no password was checked).
  */
-static enum sig_login_result checked_login(struct sig_hub *hub, struct conn *conn,
-                                           const char *address, const char *username,
-                                           const char *password, char *token, struct sig_user *user,
-                                           int64_t *retry_ms)
+static enum sig_login_result checked_login(struct sig_hub *hub, const char *address,
+                                           const char *username, const char *password, char *token,
+                                           struct sig_user *user, int64_t *retry_ms)
 {
     char user_key[SIG_USERNAME_MAX + 4], addr_key[ADDRESS_MAX + 4];
     snprintf(user_key, sizeof(user_key), "u:%s", username);
@@ -931,7 +930,6 @@ static enum sig_login_result checked_login(struct sig_hub *hub, struct conn *con
         .outcome = r == SIG_LOGIN_OK ? "ok" : "failed",
         .source = address,
         .detail_json = r == SIG_LOGIN_DISABLED ? "{\"why\":\"account disabled\"}" : NULL};
-    (void)conn;
     if (hub->io.audit)
         hub->io.audit(hub->io.ctx, &ev);
     if (r == SIG_LOGIN_OK) {
@@ -952,8 +950,8 @@ static void on_login(struct sig_hub *hub, struct request *rq)
     char token[SIG_TOKEN_CHARS + 1];
     struct sig_user user;
     int64_t retry_ms;
-    enum sig_login_result r = checked_login(hub, rq->conn, rq->conn->address, username, password,
-                                            token, &user, &retry_ms);
+    enum sig_login_result r =
+        checked_login(hub, rq->conn->address, username, password, token, &user, &retry_ms);
     if (retry_ms) {
         hub->stats.rate_limited++;
         return fail(hub, rq, "rate_limited", "too many failed sign-ins; try again in %lld s",
@@ -1610,7 +1608,7 @@ char *sig_hub_http_login(struct sig_hub *hub, const char *body, size_t len, cons
     struct sig_user user;
     int64_t retry_ms;
     enum sig_login_result r =
-        checked_login(hub, NULL, address, username, password, token, &user, &retry_ms);
+        checked_login(hub, address, username, password, token, &user, &retry_ms);
     json_decref(req);
     if (retry_ms) {
         hub->stats.rate_limited++;

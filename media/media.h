@@ -23,16 +23,32 @@ struct media_engine_config {
     unsigned worker_count;       /* >= 1 */
     struct base_logger *log;     /* borrowed; must outlive the engine */
     struct base_mailbox *owner;  /* borrowed; where workers report (probe replies, leg events) */
-    unsigned consent_timeout_ms; /* a nominated leg without a valid STUN check this long ends;
+    unsigned consent_timeout_ms; /* a leg without a valid STUN check this long ends;
                                     0 = 30000 (RFC 7675) */
+    const char *public_ip;       /* the address put in answers' host candidates; NULL =
+                                    "127.0.0.1". Borrowed: must outlive the engine */
 };
+
+/* Size of the by-reason failure arrays below; see media_dtls_failure_name(). */
+#define MEDIA_FAILURE_KINDS 16
 
 /* Why a received datagram was dropped; each reason has its own counter. */
 enum media_drop_reason {
-    MEDIA_DROP_TOO_SHORT = 0, /* fewer bytes than any protocol we speak */
-    MEDIA_DROP_TOO_LARGE,     /* longer than the 1500-byte receive buffer: truncated */
-    MEDIA_DROP_UNKNOWN_KIND,  /* first byte is not STUN, DTLS or RTP/RTCP (RFC 7983) */
-    MEDIA_DROP_NO_LEG,        /* well-formed, but no leg expects it from that address */
+    MEDIA_DROP_TOO_SHORT = 0,   /* fewer bytes than any protocol we speak */
+    MEDIA_DROP_TOO_LARGE,       /* longer than the 1500-byte receive buffer: truncated */
+    MEDIA_DROP_UNKNOWN_KIND,    /* first byte is not STUN, DTLS or RTP/RTCP (RFC 7983) */
+    MEDIA_DROP_NO_LEG,          /* well-formed, but no leg expects it from that address */
+    MEDIA_DROP_NOT_CONNECTED,   /* SRTP before the leg's DTLS handshake ended, or DTLS to a
+                                   leg that takes none */
+    MEDIA_DROP_DTLS,            /* a DTLS datagram the leg refused (malformed, or the leg failed) */
+    MEDIA_DROP_SRTP,            /* SRTP/SRTCP that did not authenticate or was a replay */
+    MEDIA_DROP_MALFORMED,       /* decrypted RTP/RTCP that does not parse */
+    MEDIA_DROP_UNKNOWN_PAYLOAD, /* a payload type the leg did not negotiate, or that the far
+                                   leg cannot take */
+    MEDIA_DROP_RTX,             /* retransmissions and padding probes: not relayed yet */
+    MEDIA_DROP_NO_PEER,         /* the leg is not linked to another */
+    MEDIA_DROP_PEER_NOT_READY,  /* the far leg has no address or no SRTP keys yet */
+    MEDIA_DROP_STALE,           /* older than the first packet relayed from its source */
     MEDIA_DROP_REASON_COUNT,
 };
 
@@ -43,11 +59,20 @@ struct media_worker_stats {
     uint64_t bytes_received;
     uint64_t packets_dropped[MEDIA_DROP_REASON_COUNT];
     uint64_t receive_batches; /* recvmmsg calls that returned at least one datagram */
-    uint64_t stun_answered;   /* valid Binding requests answered with success */
-    uint64_t stun_refused;    /* STUN requests dropped: bad integrity, fingerprint, username... */
-    uint64_t legs_active;     /* gauge */
-    uint64_t legs_nominated;  /* USE-CANDIDATE seen for a new address */
-    uint64_t legs_expired;    /* ended by consent freshness */
+    uint64_t packets_sent;    /* datagrams sent: relayed media, RTCP, DTLS, STUN answers */
+    uint64_t bytes_sent;
+    uint64_t send_failures;      /* datagrams the kernel refused (buffer full, address gone) */
+    uint64_t rtp_relayed;        /* RTP packets forwarded to the far leg */
+    uint64_t rtcp_relayed;       /* RTCP packets (SR, PLI, FIR) forwarded or made for it */
+    uint64_t key_frame_requests; /* PLIs sent to a browser (new viewer, lost picture) */
+    uint64_t dtls_connected;     /* handshakes completed */
+    uint64_t dtls_failures[MEDIA_FAILURE_KINDS]; /* legs ended by DTLS, by reason */
+    uint64_t srtp_failures[MEDIA_FAILURE_KINDS]; /* packets refused by SRTP, by reason */
+    uint64_t stun_answered;                      /* valid Binding requests answered with success */
+    uint64_t stun_refused;   /* STUN requests dropped: bad integrity, fingerprint, username... */
+    uint64_t legs_active;    /* gauge */
+    uint64_t legs_nominated; /* USE-CANDIDATE seen for a new address */
+    uint64_t legs_expired;   /* ended by consent freshness */
 };
 
 /* ------------------------------------------------------------------------- */
@@ -71,9 +96,49 @@ struct media_leg_params {
  */
 enum media_event {
     MEDIA_EVENT_LEG_NOMINATED = BASE_MSG_MODULE_FIRST + 100, /* ICE selected a (new) address */
-    MEDIA_EVENT_LEG_EXPIRED, /* consent freshness ran out: the leg is gone */
-    MEDIA_EVENT_LEG_REFUSED, /* could not add: the worker's table is full or the id is taken */
+    MEDIA_EVENT_LEG_EXPIRED,   /* consent freshness ran out: the leg is gone */
+    MEDIA_EVENT_LEG_REFUSED,   /* could not add: the worker's table is full or the id is taken */
+    MEDIA_EVENT_LEG_CONNECTED, /* DTLS done, SRTP keyed: media can flow */
+    MEDIA_EVENT_LEG_FAILED,    /* DTLS failed (wrong fingerprint, alert, timeout...): the leg is
+                                  gone. `ptr` is a static string naming the reason (do not free) */
 };
+
+/* ------------------------------------------------------------------------- */
+/* Offers, answers and the relay                                              */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Answers a browser's SDP offer (`len` bytes, Unified Plan, BUNDLE,
+ * rtcp-mux) with a new leg on worker `index`: fresh ICE credentials, the
+ * worker's DTLS fingerprint, our SSRCs and msids, one host candidate at
+ * public_ip and the worker's port. On success sets `*leg_id` (unique in the
+ * engine) and `*answer` (malloc'd SDP; the caller frees it) and returns 0.
+ * Otherwise returns -EINVAL with `err` naming what the offer lacks (e.g.
+ * "line 31: a=rtpmap:111 opus: expected <name>/<clock>") or -ENOMEM / -EAGAIN
+ * (the worker's mailbox is full) with `err` saying so. Signalling thread.
+ */
+int media_engine_answer_offer(struct media_engine *engine, unsigned index, const char *sdp,
+                              size_t len, uint64_t *leg_id, char **answer, char *err,
+                              size_t errlen);
+
+/* The worker a leg of media_engine_answer_offer() lives on. */
+unsigned media_engine_leg_worker(const struct media_engine *engine, uint64_t leg_id);
+
+/*
+ * Relays between two legs on the same worker, both ways: each one's audio and
+ * video go out to the other under the other's SSRCs, with continuous
+ * sequence numbers and timestamps, and each one's key-frame requests reach
+ * the other. A leg has at most one peer: linking replaces an older link of
+ * either. Returns 0, -EXDEV (the legs are on different workers), -EINVAL or
+ * -EAGAIN.
+ */
+int media_engine_link(struct media_engine *engine, uint64_t leg_a, uint64_t leg_b);
+
+/* Ends the relay of `leg_id` (and of its peer toward it). Returns 0, -EINVAL or -EAGAIN. */
+int media_engine_unlink(struct media_engine *engine, uint64_t leg_id);
+
+/* A leg's worker-independent removal: media_engine_leg_remove() on its worker. */
+int media_engine_leg_release(struct media_engine *engine, uint64_t leg_id);
 
 /*
  * Adds a leg to worker `index` (asynchronously, through its mailbox; `p` is
@@ -113,6 +178,14 @@ void media_engine_worker_stats(const struct media_engine *engine, unsigned index
 
 /* The counter name of a drop reason for /metrics ("too_short", ...). */
 const char *media_drop_reason_name(enum media_drop_reason reason);
+
+/*
+ * The counter names of the entries of dtls_failures[] and srtp_failures[]
+ * ("fingerprint", "timeout", ...; "auth", "replay", ...), or NULL for an
+ * index that is not used.
+ */
+const char *media_dtls_failure_name(unsigned index);
+const char *media_srtp_failure_name(unsigned index);
 
 /*
  * The kind of a datagram by its first byte (RFC 7983 section 7). Pure; used

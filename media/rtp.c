@@ -348,6 +348,15 @@ enum media_rtp_rewrite media_rtp_rewriter_map(struct media_rtp_rewriter *rw, uin
     return verdict;
 }
 
+bool media_rtp_rewriter_timestamp(const struct media_rtp_rewriter *rw, uint32_t ssrc, uint32_t ts,
+                                  uint32_t *out_ts)
+{
+    if (!rw->has_source || rw->src_ssrc != ssrc)
+        return false;
+    *out_ts = ts + rw->ts_delta;
+    return true;
+}
+
 enum media_rtp_rewrite media_rtp_rewriter_rewrite(struct media_rtp_rewriter *rw, uint8_t *data,
                                                   size_t len, uint64_t now_us, uint32_t clock_rate)
 {

@@ -270,6 +270,15 @@ enum media_rtp_rewrite media_rtp_rewriter_map(struct media_rtp_rewriter *rw, uin
                                               uint32_t *out_ts);
 
 /*
+ * The outgoing timestamp of the incoming timestamp `ts` of source `ssrc`,
+ * for the sender reports relayed on the source's behalf: true with
+ * `*out_ts` set when `ssrc` is the current source, false otherwise (no
+ * packet of it went out yet, or another source took over). Changes nothing.
+ */
+bool media_rtp_rewriter_timestamp(const struct media_rtp_rewriter *rw, uint32_t ssrc, uint32_t ts,
+                                  uint32_t *out_ts);
+
+/*
  * media_rtp_rewriter_map() on the packet `data`/`len` itself: reads its
  * SSRC, seq and timestamp and, unless the verdict is to drop, writes the
  * outgoing SSRC, seq and timestamp in place. The caller has parsed it.

@@ -1,96 +1,55 @@
 /*
- * worker.c - a media worker: one thread, one UDP socket, one epoll loop.
+ * worker.c - a media worker: one thread, one UDP socket, one epoll loop, and
+ * the legs pinned to it.
  *
- * Each worker owns its socket (port base_port + index), its receive buffers
- * and (in later issues) the legs pinned to it, so the packet path needs no
- * lock. Datagrams are read in batches with recvmmsg() into buffers allocated
- * once at start; nothing on that path allocates, locks or logs. Counters are
- * atomics written only by the worker (relaxed stores of its own totals) and
- * read by the signalling thread for /metrics.
+ * Each worker owns its socket (port base_port + index), its legs, their
+ * DTLS and SRTP state and its timers, so the packet path needs no lock.
+ * Datagrams are read in batches with recvmmsg() into buffers allocated once
+ * at start and sent in batches with sendmmsg(); nothing on that path
+ * allocates, locks or logs. Counters are atomics written only by the worker
+ * (relaxed stores of its own totals) and read by the signalling thread for
+ * /metrics.
  *
- * Every datagram is classified by its first byte (RFC 7983). STUN goes to
- * the ICE-lite agent: a Binding request is matched to a leg by the USERNAME's
- * first half (our ufrag), checked (FINGERPRINT, MESSAGE-INTEGRITY with the
- * leg's password) and answered with XOR-MAPPED-ADDRESS; USE-CANDIDATE selects
- * the request's source as the leg's address. A failed check is counted and
- * dropped without an answer, as is anything else for now: DTLS and RTP
- * attach here in the rest of the media issue.
+ * Every datagram is classified by its first byte (RFC 7983):
+ *  - STUN goes to the ICE-lite agent: a Binding request is matched to a leg
+ *    by the USERNAME's first half (our ufrag), checked (FINGERPRINT,
+ *    MESSAGE-INTEGRITY with the leg's password) and answered with
+ *    XOR-MAPPED-ADDRESS. A valid check makes its source an address the leg
+ *    takes media from; USE-CANDIDATE nominates it. A failed check is counted
+ *    and dropped without an answer.
+ *  - DTLS and SRTP are matched to a leg by source address (a small hash
+ *    table rebuilt when an address changes, which is rare). DTLS runs the
+ *    leg's handshake (server passive); once it connects, the exported keys
+ *    make the leg's SRTP pair. SRTP is decrypted in place and handed to the
+ *    relay (relay.c), which queues what goes to the linked leg.
  *
- * Consent freshness (RFC 7675): a nominated leg that sees no valid check for
- * consent_timeout_ms is removed and reported to the owner.
+ * Timers: consent freshness (RFC 7675) once a second over all legs; DTLS
+ * retransmissions at their deadlines, scanned only while a handshake runs.
  */
-#include "media.h"
-#include "stun.h"
+#include "leg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#define RECV_BATCH         32
-#define DATAGRAM_MAX       1500
+#include <openssl/rand.h>
+
 #define MAILBOX_CAPACITY   256
 #define SOCKET_BUFFER      (4 * 1024 * 1024)
 #define CONSENT_DEFAULT_MS 30000
 #define TIMER_TICK_MS      1000
 #define STUN_REPLY_MAX     256
 
-struct worker_counters {
-    _Atomic uint64_t packets_received;
-    _Atomic uint64_t bytes_received;
-    _Atomic uint64_t packets_dropped[MEDIA_DROP_REASON_COUNT];
-    _Atomic uint64_t receive_batches;
-    _Atomic uint64_t stun_answered;
-    _Atomic uint64_t stun_refused;
-    _Atomic uint64_t legs_active;
-    _Atomic uint64_t legs_nominated;
-    _Atomic uint64_t legs_expired;
-};
-
-/* A leg as its worker sees it. The table is allocated once; `in_use` marks live slots. */
-struct leg {
-    bool in_use;
-    bool nominated;
-    uint64_t id;
-    struct media_leg_params cred;
-    struct sockaddr_storage addr; /* the selected address, once nominated */
-    socklen_t addr_len;
-    int64_t last_check_ms; /* the last valid Binding request */
-};
-
-struct media_worker {
-    unsigned index;
-    uint16_t port;
-    int udp_fd;
-    int epoll_fd;
-    struct base_mailbox *mailbox;
-    struct base_logger *log;
-    struct base_mailbox *owner;
-    struct media_stun_ctx *stun;
-    struct leg *legs; /* MEDIA_LEGS_PER_WORKER slots */
-    int64_t consent_ms;
-    int64_t last_tick_ms;
-    pthread_t thread;
-    bool thread_started;
-    struct worker_counters counters;
-    /* Receive buffers, allocated once: the packet path never allocates. */
-    struct mmsghdr msgs[RECV_BATCH];
-    struct iovec iovs[RECV_BATCH];
-    struct sockaddr_storage addrs[RECV_BATCH];
-    uint8_t buffers[RECV_BATCH][DATAGRAM_MAX];
-};
-
 struct media_engine {
     unsigned worker_count;
     struct media_worker **workers;
     struct base_logger *log;
+    const char *public_ip;
+    _Atomic uint64_t next_leg_serial;
 };
 
 static const char *const drop_reason_names[MEDIA_DROP_REASON_COUNT] = {
@@ -98,11 +57,37 @@ static const char *const drop_reason_names[MEDIA_DROP_REASON_COUNT] = {
     [MEDIA_DROP_TOO_LARGE] = "too_large",
     [MEDIA_DROP_UNKNOWN_KIND] = "unknown_kind",
     [MEDIA_DROP_NO_LEG] = "no_leg",
+    [MEDIA_DROP_NOT_CONNECTED] = "not_connected",
+    [MEDIA_DROP_DTLS] = "dtls",
+    [MEDIA_DROP_SRTP] = "srtp",
+    [MEDIA_DROP_MALFORMED] = "malformed",
+    [MEDIA_DROP_UNKNOWN_PAYLOAD] = "unknown_payload",
+    [MEDIA_DROP_RTX] = "rtx",
+    [MEDIA_DROP_NO_PEER] = "no_peer",
+    [MEDIA_DROP_PEER_NOT_READY] = "peer_not_ready",
+    [MEDIA_DROP_STALE] = "stale",
 };
 
 const char *media_drop_reason_name(enum media_drop_reason reason)
 {
     return (unsigned)reason < MEDIA_DROP_REASON_COUNT ? drop_reason_names[reason] : "unknown";
+}
+
+_Static_assert(-MEDIA_DTLS_ERR_MIN < MEDIA_FAILURE_KINDS, "DTLS failure kinds fit the array");
+_Static_assert(-MEDIA_SRTP_ERR_MIN < MEDIA_FAILURE_KINDS, "SRTP failure kinds fit the array");
+
+const char *media_dtls_failure_name(unsigned index)
+{
+    if (index == 0 || index > (unsigned)-MEDIA_DTLS_ERR_MIN)
+        return NULL;
+    return media_dtls_error_name(-(int)index);
+}
+
+const char *media_srtp_failure_name(unsigned index)
+{
+    if (index == 0 || index > (unsigned)-MEDIA_SRTP_ERR_MIN)
+        return NULL;
+    return media_srtp_error_name(-(int)index);
 }
 
 enum media_packet_kind media_classify_packet(const uint8_t *data, size_t len)
@@ -119,39 +104,57 @@ enum media_packet_kind media_classify_packet(const uint8_t *data, size_t len)
     return MEDIA_PACKET_UNKNOWN; /* ZRTP, TURN channels and the rest: not ours */
 }
 
-enum { MEDIA_MSG_LEG_ADD = BASE_MSG_MODULE_FIRST, MEDIA_MSG_LEG_REMOVE };
+enum {
+    MEDIA_MSG_LEG_ADD = BASE_MSG_MODULE_FIRST,
+    MEDIA_MSG_LEG_REMOVE,
+    MEDIA_MSG_LEG_LINK,
+    MEDIA_MSG_LEG_UNLINK,
+};
 
 /* The smallest datagram worth looking at: a STUN header or a minimal RTCP packet. */
 #define MIN_DATAGRAM 8
-
-static void count_add(_Atomic uint64_t *c, uint64_t n)
-{
-    /* Only the worker writes its counters: a relaxed load + store needs no locked instruction. */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
 
 static int64_t now_ms(void)
 {
     return base_now_ms();
 }
 
-static void report(struct media_worker *w, uint32_t type, uint64_t leg_id)
+static uint64_t now_us(void)
+{
+    return (uint64_t)base_now_ms() * 1000u;
+}
+
+static void report(struct media_worker *w, uint32_t type, uint64_t leg_id, const char *reason)
 {
     if (!w->owner)
         return;
-    struct base_msg m = {.type = type, .sender = BASE_THREAD_MEDIA_FIRST + w->index, .arg = leg_id};
+    struct base_msg m = {.type = type,
+                         .sender = BASE_THREAD_MEDIA_FIRST + w->index,
+                         .arg = leg_id,
+                         .ptr = (void *)reason};
     base_mailbox_push(w->owner, &m); /* a full owner mailbox loses the event: counted there */
 }
+
+/* ------------------------------------------------------------------------- */
+/* Legs by ufrag, id and address                                              */
+/* ------------------------------------------------------------------------- */
 
 static struct leg *leg_by_ufrag(struct media_worker *w, const char *ufrag, size_t len)
 {
     for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
         struct leg *l = &w->legs[i];
-        if (l->in_use && strlen(l->cred.local_ufrag) == len &&
-            memcmp(l->cred.local_ufrag, ufrag, len) == 0)
+        if (l->in_use && strlen(l->setup.ice.local_ufrag) == len &&
+            memcmp(l->setup.ice.local_ufrag, ufrag, len) == 0)
             return l;
     }
+    return NULL;
+}
+
+static struct leg *leg_by_id(struct media_worker *w, uint64_t id)
+{
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++)
+        if (w->legs[i].in_use && w->legs[i].id == id)
+            return &w->legs[i];
     return NULL;
 }
 
@@ -168,10 +171,216 @@ static bool same_address(const struct sockaddr_storage *a, const struct sockaddr
            memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
+/* FNV-1a over the address and port: cheap, and the table is rebuilt, not attacked, on change. */
+static unsigned address_hash(const struct sockaddr_storage *a)
+{
+    const uint8_t *p;
+    size_t n;
+    uint16_t port;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const void *)a;
+        p = (const uint8_t *)&v4->sin_addr;
+        n = sizeof(v4->sin_addr);
+        port = v4->sin_port;
+    } else {
+        const struct sockaddr_in6 *v6 = (const void *)a;
+        p = (const uint8_t *)&v6->sin6_addr;
+        n = sizeof(v6->sin6_addr);
+        port = v6->sin6_port;
+    }
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    h = (h ^ (port & 0xff)) * 16777619u;
+    h = (h ^ (port >> 8)) * 16777619u;
+    return h % LEG_ADDRESS_SLOTS;
+}
+
+/* Rebuilds the address table from the legs: called when a leg gains, moves or loses its address. */
+static void rebuild_address_table(struct media_worker *w)
+{
+    memset(w->by_address, 0, sizeof(w->by_address));
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+        const struct leg *l = &w->legs[i];
+        if (!l->in_use || !l->has_address)
+            continue;
+        unsigned h = address_hash(&l->addr);
+        while (w->by_address[h])
+            h = (h + 1) % LEG_ADDRESS_SLOTS; /* twice as many slots as legs: always ends */
+        w->by_address[h] = (uint16_t)(i + 1);
+    }
+}
+
+static struct leg *leg_by_address(struct media_worker *w, const struct sockaddr_storage *from)
+{
+    for (unsigned h = address_hash(from), probes = 0; probes < LEG_ADDRESS_SLOTS;
+         h = (h + 1) % LEG_ADDRESS_SLOTS, probes++) {
+        uint16_t slot = w->by_address[h];
+        if (!slot)
+            return NULL;
+        struct leg *l = &w->legs[slot - 1];
+        if (same_address(&l->addr, from))
+            return l;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sending                                                                    */
+/* ------------------------------------------------------------------------- */
+
+void worker_flush(struct media_worker *w)
+{
+    unsigned done = 0;
+    while (done < w->out_count) {
+        int n = sendmmsg(w->udp_fd, &w->out_msgs[done], w->out_count - done, MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            /* The first datagram failed (buffer full, address gone): drop it, go on. */
+            leg_count(&w->counters.send_failures, 1);
+            done++;
+            continue;
+        }
+        uint64_t bytes = 0;
+        for (int i = 0; i < n; i++)
+            bytes += w->out_iovs[done + (unsigned)i].iov_len;
+        leg_count(&w->counters.packets_sent, (uint64_t)n);
+        leg_count(&w->counters.bytes_sent, bytes);
+        done += (unsigned)n;
+    }
+    w->out_count = 0;
+}
+
+struct out_slot *worker_out_slot(struct media_worker *w, const struct leg *to)
+{
+    if (w->out_count == LEG_SEND_BATCH)
+        worker_flush(w);
+    struct out_slot *slot = &w->out[w->out_count];
+    memcpy(&slot->addr, &to->addr, to->addr_len);
+    w->out_msgs[w->out_count].msg_hdr.msg_namelen = to->addr_len;
+    return slot;
+}
+
+void worker_out_commit(struct media_worker *w, size_t len)
+{
+    w->out_iovs[w->out_count].iov_len = len;
+    w->out_count++;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Leg lifetime                                                               */
+/* ------------------------------------------------------------------------- */
+
+static void leg_unlink(struct leg *l)
+{
+    if (l->peer) {
+        l->peer->peer = NULL;
+        l->peer = NULL;
+    }
+}
+
+static void worker_remove_leg(struct media_worker *w, struct leg *l)
+{
+    bool had_address = l->has_address;
+    if (l->dtls && media_dtls_state(l->dtls) == MEDIA_DTLS_CONNECTED) {
+        /* Tell the browser at once rather than leaving it to its consent timer. */
+        media_dtls_close(l->dtls);
+        uint8_t buf[LEG_DATAGRAM_MAX];
+        int n;
+        while ((n = media_dtls_next_outgoing(l->dtls, buf, sizeof(buf))) > 0)
+            sendto(w->udp_fd, buf, (size_t)n, 0, (const struct sockaddr *)&l->addr, l->addr_len);
+    }
+    leg_unlink(l);
+    /* A leg linked to this one before it arrived waits for it no longer. */
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++)
+        if (w->legs[i].in_use && w->legs[i].peer_id == l->id)
+            w->legs[i].peer_id = 0;
+    if (l->dtls_deadline_ms)
+        w->handshaking--;
+    media_dtls_free(l->dtls);
+    media_srtp_free(l->srtp);
+    memset(l, 0, sizeof(*l));
+    if (had_address)
+        rebuild_address_table(w);
+    atomic_store_explicit(&w->counters.legs_active,
+                          atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+}
+
+static void link_legs(struct media_worker *w, struct leg *a, struct leg *b)
+{
+    if (a->peer == b)
+        return;
+    leg_unlink(a);
+    leg_unlink(b);
+    a->peer = b;
+    b->peer = a;
+    a->peer_id = b->peer_id = 0;
+    /* Each outgoing stream continues its numbering with the new source; each
+     * viewer needs a key frame to start decoding. */
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+        media_rtp_rewriter_switch(&a->streams[k].rewriter);
+        media_rtp_rewriter_switch(&b->streams[k].rewriter);
+    }
+    uint64_t now = now_us();
+    relay_request_key_frame(w, a, now);
+    relay_request_key_frame(w, b, now);
+    worker_flush(w);
+}
+
+static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
+{
+    struct leg *slot = NULL;
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER && !slot; i++)
+        if (!w->legs[i].in_use)
+            slot = &w->legs[i];
+    if (!slot || leg_by_id(w, setup->ice.leg_id) ||
+        leg_by_ufrag(w, setup->ice.local_ufrag, strlen(setup->ice.local_ufrag))) {
+        report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
+        return;
+    }
+    memset(slot, 0, sizeof(*slot));
+    slot->setup = *setup;
+    if (setup->has_fingerprint) {
+        slot->dtls = media_dtls_new(w->dtls, &setup->remote_fingerprint, NULL);
+        if (!slot->dtls) {
+            report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
+            return;
+        }
+    }
+    slot->in_use = true;
+    slot->id = setup->ice.leg_id;
+    slot->last_check_ms = now_ms();
+    relay_leg_init(slot);
+    leg_count(&w->counters.legs_active, 1);
+    /* A link asked for before this leg arrived. */
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+        struct leg *other = &w->legs[i];
+        if (other != slot && other->in_use && other->peer_id == slot->id)
+            link_legs(w, other, slot);
+    }
+}
+
+static void worker_link(struct media_worker *w, uint64_t a_id, uint64_t b_id)
+{
+    struct leg *a = leg_by_id(w, a_id), *b = leg_by_id(w, b_id);
+    if (a && b)
+        link_legs(w, a, b);
+    else if (a)
+        a->peer_id = b_id; /* b is still in the mailbox behind us, or gone: wait for it */
+    else if (b)
+        b->peer_id = a_id;
+}
+
+/* ------------------------------------------------------------------------- */
+/* ICE-lite                                                                   */
+/* ------------------------------------------------------------------------- */
+
 /*
- * ICE-lite: answers a valid Binding request for one of our legs; anything
- * else is counted and dropped without an answer (an attacker learns nothing,
- * and a browser simply retries).
+ * Answers a valid Binding request for one of our legs; anything else is
+ * counted and dropped without an answer (an attacker learns nothing, and a
+ * browser simply retries).
  */
 static void worker_handle_stun(struct media_worker *w, const uint8_t *data, size_t len,
                                const struct sockaddr_storage *from, socklen_t from_len)
@@ -183,133 +392,267 @@ static void worker_handle_stun(struct media_worker *w, const uint8_t *data, size
     if (media_stun_parse(data, len, &msg) == 0 && msg.cls == MEDIA_STUN_REQUEST &&
         media_stun_local_ufrag(&msg, &ufrag, &ufrag_len) == 0)
         l = leg_by_ufrag(w, ufrag, ufrag_len);
-    if (!l || media_stun_check_binding(w->stun, &msg, l->cred.local_ufrag, l->cred.local_pwd,
-                                       l->cred.remote_ufrag[0] ? l->cred.remote_ufrag : NULL) !=
+    const struct media_leg_params *cred = l ? &l->setup.ice : NULL;
+    if (!l || media_stun_check_binding(w->stun, &msg, cred->local_ufrag, cred->local_pwd,
+                                       cred->remote_ufrag[0] ? cred->remote_ufrag : NULL) !=
                   MEDIA_STUN_CHECK_OK) {
-        count_add(&w->counters.stun_refused, 1);
+        leg_count(&w->counters.stun_refused, 1);
         return;
     }
     uint8_t reply[STUN_REPLY_MAX];
-    int n = media_stun_build_binding_success(w->stun, msg.txid, from, l->cred.local_pwd, reply,
+    int n = media_stun_build_binding_success(w->stun, msg.txid, from, cred->local_pwd, reply,
                                              sizeof(reply));
     if (n > 0 &&
-        sendto(w->udp_fd, reply, (size_t)n, 0, (const struct sockaddr *)from, from_len) == n)
-        count_add(&w->counters.stun_answered, 1);
+        sendto(w->udp_fd, reply, (size_t)n, 0, (const struct sockaddr *)from, from_len) == n) {
+        leg_count(&w->counters.stun_answered, 1);
+        leg_count(&w->counters.packets_sent, 1);
+        leg_count(&w->counters.bytes_sent, (uint64_t)n);
+    }
     l->last_check_ms = now_ms();
-    if (msg.use_candidate && (!l->nominated || !same_address(&l->addr, from))) {
-        l->nominated = true;
+    /* Before nomination, the latest valid check's source is where DTLS comes
+     * from (browsers start DTLS as soon as a pair works); after it, only a
+     * new nomination moves the leg. */
+    bool moved =
+        !l->has_address || (!same_address(&l->addr, from) && (msg.use_candidate || !l->nominated));
+    if (moved) {
         l->addr = *from;
         l->addr_len = from_len;
-        count_add(&w->counters.legs_nominated, 1);
-        report(w, MEDIA_EVENT_LEG_NOMINATED, l->id);
+        l->has_address = true;
+        rebuild_address_table(w);
     }
+    if (msg.use_candidate && (moved || !l->nominated)) {
+        l->nominated = true;
+        leg_count(&w->counters.legs_nominated, 1);
+        report(w, MEDIA_EVENT_LEG_NOMINATED, l->id, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* DTLS                                                                       */
+/* ------------------------------------------------------------------------- */
+
+static void schedule_dtls(struct media_worker *w, struct leg *l)
+{
+    int ms = l->dtls ? media_dtls_timeout_ms(l->dtls) : -1;
+    bool had = l->dtls_deadline_ms != 0;
+    l->dtls_deadline_ms = ms >= 0 ? now_ms() + ms : 0;
+    if (!had && l->dtls_deadline_ms)
+        w->handshaking++;
+    else if (had && !l->dtls_deadline_ms)
+        w->handshaking--;
+    if (l->dtls_deadline_ms && (!w->next_dtls_ms || l->dtls_deadline_ms < w->next_dtls_ms))
+        w->next_dtls_ms = l->dtls_deadline_ms;
+}
+
+/* Sends what DTLS queued for the leg (handshake flights, alerts): rare, so directly. */
+static void drain_dtls(struct media_worker *w, struct leg *l)
+{
+    uint8_t buf[LEG_DATAGRAM_MAX];
+    int n;
+    while ((n = media_dtls_next_outgoing(l->dtls, buf, sizeof(buf))) > 0) {
+        if (sendto(w->udp_fd, buf, (size_t)n, 0, (const struct sockaddr *)&l->addr, l->addr_len) ==
+            n) {
+            leg_count(&w->counters.packets_sent, 1);
+            leg_count(&w->counters.bytes_sent, (uint64_t)n);
+        } else {
+            leg_count(&w->counters.send_failures, 1);
+        }
+    }
+}
+
+/* The leg's DTLS failed or closed: count, report, and end the leg. */
+static void dtls_ended(struct media_worker *w, struct leg *l)
+{
+    int failure = media_dtls_failure(l->dtls);
+    uint64_t id = l->id;
+    const char *reason = "closed";
+    if (failure < 0 && -failure < MEDIA_FAILURE_KINDS) {
+        leg_count(&w->counters.dtls_failures[-failure], 1);
+        reason = media_dtls_error_name(failure);
+    }
+    drain_dtls(w, l); /* the alert, if any */
+    worker_remove_leg(w, l);
+    report(w, MEDIA_EVENT_LEG_FAILED, id, reason);
+}
+
+/* After DTLS progressed: send its output, key SRTP on connection, end the leg on failure. */
+static void dtls_progress(struct media_worker *w, struct leg *l)
+{
+    drain_dtls(w, l);
+    enum media_dtls_state st = media_dtls_state(l->dtls);
+    if (st == MEDIA_DTLS_FAILED || st == MEDIA_DTLS_CLOSED) {
+        dtls_ended(w, l);
+        return;
+    }
+    if (st == MEDIA_DTLS_CONNECTED && !l->srtp) {
+        struct media_srtp_keys keys;
+        int err = 0;
+        if (media_dtls_srtp_keys(l->dtls, &keys) == 0)
+            l->srtp = media_srtp_new(&keys, &err);
+        memset(&keys, 0, sizeof(keys));
+        if (!l->srtp) {
+            uint64_t id = l->id;
+            leg_count(&w->counters.dtls_failures[-MEDIA_DTLS_ERR_EXPORT], 1);
+            worker_remove_leg(w, l);
+            report(w, MEDIA_EVENT_LEG_FAILED, id, media_dtls_error_name(MEDIA_DTLS_ERR_EXPORT));
+            return;
+        }
+        leg_count(&w->counters.dtls_connected, 1);
+        report(w, MEDIA_EVENT_LEG_CONNECTED, l->id, NULL);
+        /* The browser behind the peer leg may have been waiting for this one. */
+        if (l->peer)
+            relay_request_key_frame(w, l->peer, now_us());
+    }
+    schedule_dtls(w, l);
+}
+
+static void worker_handle_dtls(struct media_worker *w, struct leg *l, const uint8_t *data,
+                               size_t len)
+{
+    if (!l->dtls) {
+        leg_drop(w, MEDIA_DROP_NOT_CONNECTED);
+        return;
+    }
+    int rc = media_dtls_handle_datagram(l->dtls, data, len);
+    if (rc == MEDIA_DTLS_ERR_MALFORMED || rc == MEDIA_DTLS_ERR_NOT_ACTIVE ||
+        rc == MEDIA_DTLS_ERR_INVALID) {
+        leg_drop(w, MEDIA_DROP_DTLS);
+        return;
+    }
+    dtls_progress(w, l);
+}
+
+/* DTLS retransmissions whose time has come. Only runs while handshakes run. */
+static void worker_dtls_timers(struct media_worker *w, int64_t now)
+{
+    w->next_dtls_ms = 0;
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER && w->handshaking; i++) {
+        struct leg *l = &w->legs[i];
+        if (!l->in_use || !l->dtls_deadline_ms)
+            continue;
+        if (l->dtls_deadline_ms <= now) {
+            if (media_dtls_handle_timeout(l->dtls) < 0) {
+                dtls_ended(w, l);
+                continue;
+            }
+            drain_dtls(w, l);
+            schedule_dtls(w, l);
+        } else if (!w->next_dtls_ms || l->dtls_deadline_ms < w->next_dtls_ms) {
+            w->next_dtls_ms = l->dtls_deadline_ms;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* The packet path                                                            */
+/* ------------------------------------------------------------------------- */
+
+static void worker_handle_srtp(struct media_worker *w, struct leg *l, uint8_t *data, size_t len,
+                               uint64_t now)
+{
+    if (!l->srtp) {
+        leg_drop(w, MEDIA_DROP_NOT_CONNECTED);
+        return;
+    }
+    enum media_rtp_kind kind = media_rtp_demux(data, len);
+    int n;
+    if (kind == MEDIA_RTP_KIND_RTP)
+        n = media_srtp_unprotect_rtp(l->srtp, data, len);
+    else if (kind == MEDIA_RTP_KIND_RTCP)
+        n = media_srtp_unprotect_rtcp(l->srtp, data, len);
+    else
+        n = MEDIA_SRTP_ERR_BAD_LENGTH;
+    if (n < 0) {
+        leg_drop(w, MEDIA_DROP_SRTP);
+        if (-n < MEDIA_FAILURE_KINDS)
+            leg_count(&w->counters.srtp_failures[-n], 1);
+        return;
+    }
+    if (kind == MEDIA_RTP_KIND_RTP)
+        relay_rtp(w, l, data, (size_t)n, now);
+    else
+        relay_rtcp(w, l, data, (size_t)n, now);
 }
 
 /* Handles one received datagram. The packet path: no allocation, lock or log. */
-static void worker_handle_datagram(struct media_worker *w, const uint8_t *data, size_t len,
-                                   const struct sockaddr_storage *from, socklen_t from_len)
+static void worker_handle_datagram(struct media_worker *w, uint8_t *data, size_t len,
+                                   const struct sockaddr_storage *from, socklen_t from_len,
+                                   uint64_t now)
 {
     if (len < MIN_DATAGRAM) {
-        count_add(&w->counters.packets_dropped[MEDIA_DROP_TOO_SHORT], 1);
+        leg_drop(w, MEDIA_DROP_TOO_SHORT);
         return;
     }
-    switch (media_classify_packet(data, len)) {
-    case MEDIA_PACKET_STUN:
+    enum media_packet_kind kind = media_classify_packet(data, len);
+    if (kind == MEDIA_PACKET_STUN) {
         worker_handle_stun(w, data, len, from, from_len);
-        break;
-    case MEDIA_PACKET_DTLS:
-    case MEDIA_PACKET_RTP:
-        /* No legs yet: ICE, DTLS and the relay attach here in the media issue. */
-        count_add(&w->counters.packets_dropped[MEDIA_DROP_NO_LEG], 1);
-        break;
-    default:
-        count_add(&w->counters.packets_dropped[MEDIA_DROP_UNKNOWN_KIND], 1);
+        return;
     }
+    if (kind == MEDIA_PACKET_UNKNOWN) {
+        leg_drop(w, MEDIA_DROP_UNKNOWN_KIND);
+        return;
+    }
+    struct leg *l = leg_by_address(w, from);
+    if (!l) {
+        leg_drop(w, MEDIA_DROP_NO_LEG);
+        return;
+    }
+    if (kind == MEDIA_PACKET_DTLS)
+        worker_handle_dtls(w, l, data, len);
+    else
+        worker_handle_srtp(w, l, data, len, now);
 }
 
-/* Reads until the socket is empty, a batch at a time. */
+/* Reads until the socket is empty, a batch at a time, sending what each batch produced. */
 static void worker_read_socket(struct media_worker *w)
 {
     for (;;) {
-        for (unsigned i = 0; i < RECV_BATCH; i++) {
+        for (unsigned i = 0; i < LEG_RECV_BATCH; i++) {
             w->msgs[i].msg_hdr.msg_namelen = sizeof(w->addrs[i]);
             w->msgs[i].msg_len = 0;
         }
-        int n = recvmmsg(w->udp_fd, w->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+        int n = recvmmsg(w->udp_fd, w->msgs, LEG_RECV_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return; /* EAGAIN (drained) or a transient error; epoll will tell us again */
-        uint64_t bytes = 0;
+        uint64_t bytes = 0, now = now_us();
         for (int i = 0; i < n; i++) {
             size_t len = w->msgs[i].msg_len;
             bytes += len;
             /* A datagram larger than our buffer arrives truncated: never relay half a packet. */
             if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-                count_add(&w->counters.packets_dropped[MEDIA_DROP_TOO_LARGE], 1);
+                leg_drop(w, MEDIA_DROP_TOO_LARGE);
                 continue;
             }
             worker_handle_datagram(w, w->buffers[i], len, &w->addrs[i],
-                                   w->msgs[i].msg_hdr.msg_namelen);
+                                   w->msgs[i].msg_hdr.msg_namelen, now);
         }
-        count_add(&w->counters.packets_received, (uint64_t)n);
-        count_add(&w->counters.bytes_received, bytes);
-        count_add(&w->counters.receive_batches, 1);
-        if (n < RECV_BATCH)
+        worker_flush(w);
+        leg_count(&w->counters.packets_received, (uint64_t)n);
+        leg_count(&w->counters.bytes_received, bytes);
+        leg_count(&w->counters.receive_batches, 1);
+        if (n < LEG_RECV_BATCH)
             return;
     }
 }
 
-static struct leg *leg_by_id(struct media_worker *w, uint64_t id)
-{
-    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++)
-        if (w->legs[i].in_use && w->legs[i].id == id)
-            return &w->legs[i];
-    return NULL;
-}
-
-static void worker_add_leg(struct media_worker *w, const struct media_leg_params *p)
-{
-    struct leg *slot = NULL;
-    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER && !slot; i++)
-        if (!w->legs[i].in_use)
-            slot = &w->legs[i];
-    if (!slot || leg_by_id(w, p->leg_id) ||
-        leg_by_ufrag(w, p->local_ufrag, strlen(p->local_ufrag))) {
-        report(w, MEDIA_EVENT_LEG_REFUSED, p->leg_id);
-        return;
-    }
-    memset(slot, 0, sizeof(*slot));
-    slot->in_use = true;
-    slot->id = p->leg_id;
-    slot->cred = *p;
-    slot->last_check_ms = now_ms();
-    count_add(&w->counters.legs_active, 1);
-}
-
-static void worker_remove_leg(struct media_worker *w, uint64_t id)
-{
-    struct leg *l = leg_by_id(w, id);
-    if (!l)
-        return;
-    memset(l, 0, sizeof(*l));
-    atomic_store_explicit(&w->counters.legs_active,
-                          atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
-}
-
-/* Once a second: consent freshness of nominated legs. */
+/* Once a second: consent freshness. A leg without a valid check for consent_ms ends. */
 static void worker_tick(struct media_worker *w, int64_t now)
 {
     w->last_tick_ms = now;
     for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
         struct leg *l = &w->legs[i];
-        if (l->in_use && l->nominated && now - l->last_check_ms >= w->consent_ms) {
+        if (l->in_use && now - l->last_check_ms >= w->consent_ms) {
             uint64_t id = l->id;
-            worker_remove_leg(w, id);
-            count_add(&w->counters.legs_expired, 1);
-            report(w, MEDIA_EVENT_LEG_EXPIRED, id);
+            worker_remove_leg(w, l);
+            leg_count(&w->counters.legs_expired, 1);
+            report(w, MEDIA_EVENT_LEG_EXPIRED, id, NULL);
         }
     }
 }
+
+struct link_request {
+    uint64_t a, b;
+};
 
 /* Handles control messages; returns false once asked to stop. */
 static bool worker_read_mailbox(struct media_worker *w)
@@ -329,14 +672,39 @@ static bool worker_read_mailbox(struct media_worker *w)
             worker_add_leg(w, msg.ptr);
             free(msg.ptr);
             break;
-        case MEDIA_MSG_LEG_REMOVE:
-            worker_remove_leg(w, msg.arg);
+        case MEDIA_MSG_LEG_REMOVE: {
+            struct leg *l = leg_by_id(w, msg.arg);
+            if (l)
+                worker_remove_leg(w, l);
             break;
+        }
+        case MEDIA_MSG_LEG_LINK: {
+            const struct link_request *rq = msg.ptr;
+            worker_link(w, rq->a, rq->b);
+            free(msg.ptr);
+            break;
+        }
+        case MEDIA_MSG_LEG_UNLINK: {
+            struct leg *l = leg_by_id(w, msg.arg);
+            if (l) {
+                leg_unlink(l);
+                l->peer_id = 0;
+            }
+            break;
+        }
         default:
             break;
         }
     }
     return keep_running;
+}
+
+static int epoll_timeout(const struct media_worker *w, int64_t now)
+{
+    int64_t wait = TIMER_TICK_MS - (now - w->last_tick_ms);
+    if (w->handshaking && w->next_dtls_ms && w->next_dtls_ms - now < wait)
+        wait = w->next_dtls_ms - now;
+    return wait < 0 ? 0 : (int)wait;
 }
 
 static void *worker_main(void *arg)
@@ -349,7 +717,7 @@ static void *worker_main(void *arg)
     bool running = true;
     while (running) {
         struct epoll_event events[2];
-        int n = epoll_wait(w->epoll_fd, events, 2, TIMER_TICK_MS);
+        int n = epoll_wait(w->epoll_fd, events, 2, epoll_timeout(w, now_ms()));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -364,6 +732,8 @@ static void *worker_main(void *arg)
                 running = false;
         }
         int64_t now = now_ms();
+        if (w->handshaking && w->next_dtls_ms && now >= w->next_dtls_ms)
+            worker_dtls_timers(w, now);
         if (now - w->last_tick_ms >= TIMER_TICK_MS)
             worker_tick(w, now);
     }
@@ -434,10 +804,16 @@ static void worker_free(struct media_worker *w)
     if (w->mailbox) {
         struct base_msg m;
         while (base_mailbox_pop(w->mailbox, &m))
-            if (m.type == MEDIA_MSG_LEG_ADD)
+            if (m.type == MEDIA_MSG_LEG_ADD || m.type == MEDIA_MSG_LEG_LINK)
                 free(m.ptr);
     }
     base_mailbox_free(w->mailbox);
+    if (w->legs)
+        for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+            media_dtls_free(w->legs[i].dtls);
+            media_srtp_free(w->legs[i].srtp);
+        }
+    media_dtls_ctx_free(w->dtls);
     media_stun_ctx_free(w->stun);
     free(w->legs);
     free(w);
@@ -459,18 +835,30 @@ static struct media_worker *worker_new(const struct media_engine_config *cfg, un
     w->last_tick_ms = now_ms();
     w->udp_fd = -1;
     w->legs = calloc(MEDIA_LEGS_PER_WORKER, sizeof(*w->legs));
+    w->epoll_fd = -1;
     w->stun = media_stun_ctx_new();
     if (!w->legs || !w->stun) {
         snprintf(err, errlen, "media: out of memory for worker %u", index);
         goto fail;
     }
-    w->epoll_fd = -1;
-    for (unsigned i = 0; i < RECV_BATCH; i++) {
+    /* Each worker has its own certificate: made at start-up, never written to disk. */
+    w->dtls = media_dtls_ctx_new(NULL);
+    if (!w->dtls) {
+        snprintf(err, errlen, "media: cannot make the DTLS certificate of worker %u", index);
+        goto fail;
+    }
+    for (unsigned i = 0; i < LEG_RECV_BATCH; i++) {
         w->iovs[i].iov_base = w->buffers[i];
-        w->iovs[i].iov_len = DATAGRAM_MAX;
+        w->iovs[i].iov_len = LEG_DATAGRAM_MAX;
         w->msgs[i].msg_hdr.msg_iov = &w->iovs[i];
         w->msgs[i].msg_hdr.msg_iovlen = 1;
         w->msgs[i].msg_hdr.msg_name = &w->addrs[i];
+    }
+    for (unsigned i = 0; i < LEG_SEND_BATCH; i++) {
+        w->out_iovs[i].iov_base = w->out[i].data;
+        w->out_msgs[i].msg_hdr.msg_iov = &w->out_iovs[i];
+        w->out_msgs[i].msg_hdr.msg_iovlen = 1;
+        w->out_msgs[i].msg_hdr.msg_name = &w->out[i].addr;
     }
     w->udp_fd = bind_udp(cfg->bind_host, w->port, err, errlen);
     if (w->udp_fd < 0)
@@ -508,6 +896,13 @@ struct media_engine *media_engine_start(const struct media_engine_config *cfg, c
         return NULL;
     }
     e->log = cfg->log;
+    e->public_ip = cfg->public_ip && cfg->public_ip[0] ? cfg->public_ip : "127.0.0.1";
+    if (media_srtp_library_init() != 0) {
+        snprintf(err, errlen, "media: libsrtp cannot be initialised");
+        free(e->workers);
+        free(e);
+        return NULL;
+    }
     for (unsigned i = 0; i < cfg->worker_count; i++) {
         e->workers[i] = worker_new(cfg, i, err, errlen);
         if (!e->workers[i])
@@ -584,9 +979,20 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->legs_active = atomic_load_explicit(&c->legs_active, memory_order_relaxed);
     out->legs_nominated = atomic_load_explicit(&c->legs_nominated, memory_order_relaxed);
     out->legs_expired = atomic_load_explicit(&c->legs_expired, memory_order_relaxed);
+    out->packets_sent = atomic_load_explicit(&c->packets_sent, memory_order_relaxed);
+    out->bytes_sent = atomic_load_explicit(&c->bytes_sent, memory_order_relaxed);
+    out->send_failures = atomic_load_explicit(&c->send_failures, memory_order_relaxed);
+    out->rtp_relayed = atomic_load_explicit(&c->rtp_relayed, memory_order_relaxed);
+    out->rtcp_relayed = atomic_load_explicit(&c->rtcp_relayed, memory_order_relaxed);
+    out->key_frame_requests = atomic_load_explicit(&c->key_frame_requests, memory_order_relaxed);
+    out->dtls_connected = atomic_load_explicit(&c->dtls_connected, memory_order_relaxed);
     for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
         out->packets_dropped[r] =
             atomic_load_explicit(&c->packets_dropped[r], memory_order_relaxed);
+    for (unsigned r = 0; r <= (unsigned)-MEDIA_DTLS_ERR_MIN; r++)
+        out->dtls_failures[r] = atomic_load_explicit(&c->dtls_failures[r], memory_order_relaxed);
+    for (unsigned r = 0; r <= (unsigned)-MEDIA_SRTP_ERR_MIN; r++)
+        out->srtp_failures[r] = atomic_load_explicit(&c->srtp_failures[r], memory_order_relaxed);
 }
 
 /* ICE characters (RFC 8445 section 5.3): ALPHA, DIGIT, '+', '/'. */
@@ -608,14 +1014,19 @@ int media_engine_leg_add(struct media_engine *e, unsigned index, const struct me
         !ice_chars(p->local_pwd, 22, MEDIA_PWD_MAX) ||
         memchr(p->remote_ufrag, '\0', sizeof(p->remote_ufrag)) == NULL)
         return -EINVAL;
-    struct media_leg_params *copy = malloc(sizeof(*copy));
-    if (!copy)
+    struct leg_setup *setup = calloc(1, sizeof(*setup));
+    if (!setup)
         return -ENOMEM;
-    *copy = *p;
-    struct base_msg m = {.type = MEDIA_MSG_LEG_ADD, .ptr = copy};
+    setup->ice = *p; /* an ICE-only leg: no fingerprint, so DTLS is refused */
+    return media_engine_push_leg(e, index, setup);
+}
+
+int media_engine_push_leg(struct media_engine *e, unsigned index, struct leg_setup *setup)
+{
+    struct base_msg m = {.type = MEDIA_MSG_LEG_ADD, .ptr = setup};
     int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
     if (rc)
-        free(copy);
+        free(setup);
     return rc;
 }
 
@@ -625,4 +1036,69 @@ int media_engine_leg_remove(struct media_engine *e, unsigned index, uint64_t leg
         return -EINVAL;
     struct base_msg m = {.type = MEDIA_MSG_LEG_REMOVE, .arg = leg_id};
     return base_mailbox_push(e->workers[index]->mailbox, &m);
+}
+
+/* Leg ids carry their worker in the low byte, so a leg is found from its id alone. */
+#define LEG_ID_WORKER_BITS 8
+_Static_assert(MEDIA_LEGS_PER_WORKER <= UINT16_MAX, "slot numbers fit the address table");
+
+uint64_t media_engine_new_leg_id(struct media_engine *e, unsigned index)
+{
+    uint64_t serial = atomic_fetch_add(&e->next_leg_serial, 1) + 1;
+    return serial << LEG_ID_WORKER_BITS | (index & ((1u << LEG_ID_WORKER_BITS) - 1));
+}
+
+unsigned media_engine_leg_worker(const struct media_engine *e, uint64_t leg_id)
+{
+    (void)e;
+    return (unsigned)(leg_id & ((1u << LEG_ID_WORKER_BITS) - 1));
+}
+
+const char *media_engine_public_ip(const struct media_engine *e)
+{
+    return e->public_ip;
+}
+
+uint16_t media_engine_worker_port(const struct media_engine *e, unsigned index)
+{
+    return e->workers[index]->port;
+}
+
+const uint8_t *media_engine_worker_fingerprint(const struct media_engine *e, unsigned index)
+{
+    /* Written before the worker started, read-only since: safe from any thread. */
+    return media_dtls_ctx_fingerprint_sha256(e->workers[index]->dtls);
+}
+
+int media_engine_link(struct media_engine *e, uint64_t leg_a, uint64_t leg_b)
+{
+    unsigned index = media_engine_leg_worker(e, leg_a);
+    if (index >= e->worker_count || leg_a == leg_b)
+        return -EINVAL;
+    if (media_engine_leg_worker(e, leg_b) != index)
+        return -EXDEV;
+    struct link_request *rq = malloc(sizeof(*rq));
+    if (!rq)
+        return -ENOMEM;
+    rq->a = leg_a;
+    rq->b = leg_b;
+    struct base_msg m = {.type = MEDIA_MSG_LEG_LINK, .ptr = rq};
+    int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
+    if (rc)
+        free(rq);
+    return rc;
+}
+
+int media_engine_unlink(struct media_engine *e, uint64_t leg_id)
+{
+    unsigned index = media_engine_leg_worker(e, leg_id);
+    if (index >= e->worker_count)
+        return -EINVAL;
+    struct base_msg m = {.type = MEDIA_MSG_LEG_UNLINK, .arg = leg_id};
+    return base_mailbox_push(e->workers[index]->mailbox, &m);
+}
+
+int media_engine_leg_release(struct media_engine *e, uint64_t leg_id)
+{
+    return media_engine_leg_remove(e, media_engine_leg_worker(e, leg_id), leg_id);
 }

@@ -261,6 +261,12 @@ static int parse_idle_timeout(struct srv_config *cfg, const char *value, char *e
     return parse_uint_key(&cfg->idle_timeout_s, value, 4, 3600, "seconds", err, errlen);
 }
 
+static int parse_consent_timeout(struct srv_config *cfg, const char *value, char *err,
+                                 size_t errlen)
+{
+    return parse_uint_key(&cfg->consent_timeout_s, value, 2, 3600, "seconds", err, errlen);
+}
+
 static int parse_session_ttl(struct srv_config *cfg, const char *value, char *err, size_t errlen)
 {
     return parse_uint_key(&cfg->session_ttl_s, value, 60, 30 * 24 * 3600, "seconds", err, errlen);
@@ -302,6 +308,9 @@ static const struct config_key config_keys[] = {
      parse_grace},
     {"idle_timeout_s", "S",
      "a silent WebSocket is pinged after S/2 and closed after S (default 60)", parse_idle_timeout},
+    {"consent_timeout_s", "S",
+     "a media leg without a valid ICE consent check for S seconds ends (default 30)",
+     parse_consent_timeout},
     {"session_ttl_s", "S", "doctors' and admins' sign-ins last S seconds (default 43200)",
      parse_session_ttl},
     {"message_rate", "N", "WebSocket messages a second per connection (default 20)",
@@ -447,6 +456,7 @@ void srv_config_defaults(struct srv_config *cfg)
     cfg->max_connections_per_address = 200;
     cfg->grace_period_s = 60;
     cfg->idle_timeout_s = 60;
+    cfg->consent_timeout_s = 30;
     cfg->session_ttl_s = 12 * 3600;
     cfg->message_rate = 20;
     cfg->message_burst = 40;

@@ -78,9 +78,45 @@ static const struct worker_series worker_series[] = {
     {"tabib_media_legs_nominated_total", "counter", "ICE nominations (USE-CANDIDATE).",
      offsetof(struct media_worker_stats, legs_nominated)},
     {"tabib_media_legs_expired_total", "counter",
-     "Legs ended by consent freshness (no valid check for 30 s).",
+     "Legs ended by consent freshness (no valid check for consent_timeout_s).",
      offsetof(struct media_worker_stats, legs_expired)},
+    {"tabib_media_packets_sent_total", "counter",
+     "UDP datagrams sent: relayed media, RTCP, DTLS, STUN answers.",
+     offsetof(struct media_worker_stats, packets_sent)},
+    {"tabib_media_bytes_sent_total", "counter", "UDP payload bytes sent.",
+     offsetof(struct media_worker_stats, bytes_sent)},
+    {"tabib_media_send_failures_total", "counter",
+     "Datagrams not sent: the kernel refused them or SRTP could not protect them.",
+     offsetof(struct media_worker_stats, send_failures)},
+    {"tabib_media_rtp_relayed_total", "counter", "RTP packets relayed to the far leg.",
+     offsetof(struct media_worker_stats, rtp_relayed)},
+    {"tabib_media_rtcp_relayed_total", "counter",
+     "RTCP compounds sent: relayed sender reports and key-frame requests.",
+     offsetof(struct media_worker_stats, rtcp_relayed)},
+    {"tabib_media_key_frame_requests_total", "counter",
+     "PLIs sent to browsers (a new viewer, or a viewer that lost the picture).",
+     offsetof(struct media_worker_stats, key_frame_requests)},
+    {"tabib_media_dtls_connected_total", "counter", "DTLS handshakes completed (SRTP keyed).",
+     offsetof(struct media_worker_stats, dtls_connected)},
 };
+
+/* A by-reason counter family over every worker, for reasons that have a name. */
+static void reason_family(struct text *t, const char *name, const char *help,
+                          const struct media_worker_stats *ws, unsigned workers, size_t offset,
+                          const char *(*reason_name)(unsigned))
+{
+    family(t, name, "counter", help);
+    for (unsigned i = 0; i < workers; i++)
+        for (unsigned r = 0; r < MEDIA_FAILURE_KINDS; r++) {
+            const char *reason = reason_name(r);
+            if (!reason)
+                continue;
+            uint64_t v;
+            memcpy(&v, (const char *)&ws[i] + offset + r * sizeof(uint64_t), sizeof(v));
+            text_printf(t, "%s{worker=\"%u\",reason=\"%s\"} %llu\n", name, i, reason,
+                        (unsigned long long)v);
+        }
+}
 
 char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
 {
@@ -185,6 +221,14 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
             text_printf(&t, "%s{worker=\"%u\"} %llu\n", ser->name, i, (unsigned long long)v);
         }
     }
+    reason_family(&t, "tabib_media_dtls_failures_total",
+                  "Legs ended by DTLS, by reason (fingerprint: not the certificate of the offer).",
+                  ws, workers, offsetof(struct media_worker_stats, dtls_failures),
+                  media_dtls_failure_name);
+    reason_family(&t, "tabib_media_srtp_failures_total",
+                  "SRTP/SRTCP packets refused, by reason (auth: tampered or wrong key; replay).",
+                  ws, workers, offsetof(struct media_worker_stats, srtp_failures),
+                  media_srtp_failure_name);
 
     family(&t, "tabib_audit_events_committed_total", "counter",
            "Audit events durably committed since start.");

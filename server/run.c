@@ -133,12 +133,39 @@ static void handle_probe_reply(struct srv_state *st, const struct base_msg *msg)
         log_info(st->log, "server", "ready", LOG_INT("threads", st->health_count));
 }
 
+/* What a media worker reported about a leg, passed on to the hub. */
+static void handle_media_event(struct srv_state *st, const struct base_msg *msg)
+{
+    const char *reason = NULL;
+    enum sig_media_event event = SIG_MEDIA_ENDED;
+    switch (msg->type) {
+    case MEDIA_EVENT_LEG_CONNECTED:
+        event = SIG_MEDIA_CONNECTED;
+        break;
+    case MEDIA_EVENT_LEG_EXPIRED:
+        reason = "consent_timeout";
+        break;
+    case MEDIA_EVENT_LEG_REFUSED:
+        reason = "refused";
+        break;
+    case MEDIA_EVENT_LEG_FAILED:
+        reason = msg->ptr; /* a static string */
+        break;
+    default:
+        return; /* nominations: ICE found (or moved to) an address; nothing to tell */
+    }
+    if (st->hub)
+        sig_hub_media_event(st->hub, msg->arg, event, reason, base_now_ms());
+}
+
 void srv_on_wakeup(struct srv_state *st)
 {
     struct base_msg msg;
     while (base_mailbox_pop(st->inbox, &msg)) {
         if (msg.type == BASE_MSG_PROBE_REPLY)
             handle_probe_reply(st, &msg);
+        else if (msg.type >= MEDIA_EVENT_LEG_NOMINATED && msg.type <= MEDIA_EVENT_LEG_FAILED)
+            handle_media_event(st, &msg);
     }
     if (atomic_exchange(&st->reopen_log_requested, false)) {
         int rc = base_logger_reopen(st->log);
@@ -159,6 +186,39 @@ void srv_on_wakeup(struct srv_state *st)
         lws_sul_schedule(st->lws, 0, &st->stop_timer, stop_timer_fired,
                          (lws_usec_t)st->cfg->shutdown_grace_ms * LWS_US_PER_MS);
     }
+}
+
+/* ------------------------------------------------------------------------- */
+/* The hub's media legs, served by the media engine                           */
+/* ------------------------------------------------------------------------- */
+
+static uint64_t hub_media_offer(void *ctx, unsigned placement, const char *sdp, size_t len,
+                                char **answer, bool *bad_offer, char *err, size_t errlen)
+{
+    struct srv_state *st = ctx;
+    unsigned worker = placement % media_engine_worker_count(st->media);
+    uint64_t leg = 0;
+    int rc = media_engine_answer_offer(st->media, worker, sdp, len, &leg, answer, err, errlen);
+    *bad_offer = rc == -EINVAL;
+    return rc == 0 ? leg : 0;
+}
+
+static int hub_media_link(void *ctx, uint64_t a, uint64_t b)
+{
+    struct srv_state *st = ctx;
+    return media_engine_link(st->media, a, b);
+}
+
+static void hub_media_unlink(void *ctx, uint64_t leg)
+{
+    struct srv_state *st = ctx;
+    media_engine_unlink(st->media, leg);
+}
+
+static void hub_media_release(void *ctx, uint64_t leg)
+{
+    struct srv_state *st = ctx;
+    media_engine_leg_release(st->media, leg);
 }
 
 /*
@@ -310,6 +370,8 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
         .worker_count = cfg->media_workers,
         .log = log,
         .owner = st.inbox,
+        .public_ip = cfg->public_ip,
+        .consent_timeout_ms = cfg->consent_timeout_s * 1000,
     };
     st.media = media_engine_start(&mcfg, err, sizeof(err));
     if (!st.media) {
@@ -333,6 +395,10 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
     st.hub_cfg.rate_burst = cfg->message_burst;
     struct sig_hub_io io;
     srv_http_hub_io(&st, &io);
+    io.media_offer = hub_media_offer;
+    io.media_link = hub_media_link;
+    io.media_unlink = hub_media_unlink;
+    io.media_release = hub_media_release;
     st.hub = sig_hub_new(&st.hub_cfg, st.accounts, &io, log);
     if (!st.hub) {
         log_error(log, "server", "out of memory");

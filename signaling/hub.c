@@ -74,6 +74,7 @@ struct consultation {
     int64_t patient_gone_ms; /* when they dropped, 0 while connected */
     bool ready;              /* devices and connection reported ready */
     struct staff *doctor;    /* who called them */
+    uint64_t patient_leg;    /* the patient's media leg, 0 none */
     unsigned sent_position;  /* the last position told to the patient */
     int64_t sent_estimate_s;
 };
@@ -86,6 +87,7 @@ struct staff {
     int64_t gone_ms;
     bool *on_duty; /* per clinic index */
     struct consultation *current;
+    uint64_t leg;                    /* the doctor's media leg, 0 none; it lives across patients */
     char token[SIG_TOKEN_CHARS + 1]; /* the session in use, checked at each request */
 };
 
@@ -492,6 +494,42 @@ static void unlink_consultation(struct sig_hub *hub, struct consultation *target
     }
 }
 
+/* ------------------------------------------------------------------------- */
+/* Media legs                                                                 */
+/* ------------------------------------------------------------------------- */
+
+static void media_release(struct sig_hub *hub, uint64_t *leg)
+{
+    if (*leg && hub->io.media_release)
+        hub->io.media_release(hub->io.ctx, *leg);
+    *leg = 0;
+}
+
+/*
+ * Starts the relay of a consultation in progress once both legs exist. Legs
+ * of one clinic share a worker; a doctor whose leg was placed for another
+ * clinic is asked to offer again, which places it with this patient.
+ */
+static void media_connect(struct sig_hub *hub, struct consultation *c)
+{
+    struct staff *d = c->doctor;
+    if (!hub->io.media_link || c->state != SIG_STATE_IN_CONSULTATION || !c->patient_leg || !d ||
+        !d->leg)
+        return;
+    if (hub->io.media_link(hub->io.ctx, c->patient_leg, d->leg) == -EXDEV && d->conn)
+        send_json(hub, d->conn,
+                  json_pack("{s:s, s:s, s:s, s:s}", "type", "media", "state", "reoffer",
+                            "consultation", c->id, "message",
+                            "send a new offer: this patient's media is served elsewhere"));
+}
+
+/* The doctor's leg stops relaying this consultation (it stays up for the next patient). */
+static void media_disconnect(struct sig_hub *hub, struct consultation *c)
+{
+    if (c->doctor && c->doctor->leg && hub->io.media_unlink)
+        hub->io.media_unlink(hub->io.ctx, c->doctor->leg);
+}
+
 /*
  * Ends a consultation with `reason` (the transition must be allowed), tells
  * both participants, records it, and frees it. `by` is the connection that
@@ -528,6 +566,9 @@ static void end_consultation(struct sig_hub *hub, struct consultation *c,
                   (json_int_t)(((c->called_ms ? c->called_ms : hub->now_ms) - c->joined_ms) / 1000),
                   "duration_s", (json_int_t)(duration / 1000), "doctor",
                   c->doctor ? c->doctor->user.username : NULL));
+    if (was == SIG_STATE_IN_CONSULTATION)
+        media_disconnect(hub, c);
+    media_release(hub, &c->patient_leg);
     if (c->doctor && c->doctor->current == c)
         c->doctor->current = NULL;
     if (c->patient) {
@@ -734,6 +775,7 @@ static void staff_remove(struct sig_hub *hub, struct staff *s, enum sig_end_reas
         s->conn->staff = NULL;
         s->conn->role = SIG_ROLE_NONE;
     }
+    media_release(hub, &s->leg);
     free(s->on_duty);
     free(s);
 }
@@ -1022,6 +1064,7 @@ static void on_accept(struct sig_hub *hub, struct request *rq)
     json_decref(started);
     audit(hub, rq->conn, "consultation_started", "ok", c, NULL,
           json_pack("{s:s?}", "doctor", c->doctor ? c->doctor->user.username : NULL));
+    media_connect(hub, c);
 }
 
 static void on_device_status(struct sig_hub *hub, struct request *rq)
@@ -1320,15 +1363,85 @@ static void on_logout(struct sig_hub *hub, struct request *rq)
     staff_remove(hub, s, SIG_END_DOCTOR_ENDED);
 }
 
-/* SDP offers/answers and ICE restarts: defined by the protocol, served by the media relay. */
+/*
+ * An SDP offer (or the offer of an ICE restart): a new leg for the sender,
+ * replacing the one they had, answered by the media relay. A patient's leg
+ * belongs to their consultation, a doctor's to their session (it serves one
+ * patient after another).
+ */
 static void on_media(struct sig_hub *hub, struct request *rq)
 {
-    if (rq->conn->role == SIG_ROLE_PATIENT && !own_consultation(hub, rq))
+    struct consultation *c = NULL;
+    if (rq->conn->role == SIG_ROLE_PATIENT && !(c = own_consultation(hub, rq)))
         return;
     const char *sdp = need_string(hub, rq, "sdp", SIG_MESSAGE_MAX);
     if (!sdp)
         return;
-    fail(hub, rq, "unavailable", "the media relay is not available in this build yet");
+    if (!hub->io.media_offer)
+        return fail(hub, rq, "unavailable", "this server runs without a media relay");
+    struct staff *s = rq->conn->staff;
+    if (s && s->user.role != SIG_ROLE_DOCTOR)
+        return fail(hub, rq, "forbidden", "only patients and doctors send media");
+    /* Placement: the clinic whose consultation this leg will serve. */
+    struct clinic *placed = c ? c->clinic : NULL;
+    if (s && s->current)
+        placed = s->current->clinic;
+    for (unsigned i = 0; !placed && s && i < hub->cfg.clinic_count; i++)
+        if (s->on_duty[i])
+            placed = &hub->clinics[i];
+    unsigned placement = placed ? clinic_index(hub, placed) : 0;
+    char *answer = NULL, err[256] = "";
+    bool bad_offer = false;
+    uint64_t leg = hub->io.media_offer(hub->io.ctx, placement, sdp, strlen(sdp), &answer,
+                                       &bad_offer, err, sizeof(err));
+    if (!leg)
+        return fail(hub, rq, bad_offer ? "bad_sdp" : "unavailable", "%s", err);
+    uint64_t *slot = c ? &c->patient_leg : &s->leg;
+    struct consultation *serving = c ? c : s->current;
+    if (serving && *slot)
+        media_disconnect(hub, serving);
+    media_release(hub, slot);
+    *slot = leg;
+    reply(hub, rq, json_pack("{s:s, s:s}", "type", "answer", "sdp", answer));
+    free(answer);
+    audit(hub, rq->conn, "media_offer", "ok", serving, placed ? placed->cfg->id : NULL,
+          json_pack("{s:s}", "request", rq->type));
+    if (serving)
+        media_connect(hub, serving);
+}
+
+void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event event,
+                         const char *reason, int64_t now_ms)
+{
+    hub->now_ms = now_ms;
+    if (!leg)
+        return;
+    struct conn *to = NULL;
+    struct consultation *serving = NULL;
+    uint64_t *slot = NULL;
+    for (struct consultation *c = hub->consultations; c && !slot; c = c->next)
+        if (c->patient_leg == leg) {
+            slot = &c->patient_leg;
+            serving = c;
+            to = c->patient;
+        }
+    for (struct staff *s = hub->staff; s && !slot; s = s->next)
+        if (s->leg == leg) {
+            slot = &s->leg;
+            serving = s->current;
+            to = s->conn;
+        }
+    if (!slot)
+        return; /* a leg already replaced or released */
+    const char *state = event == SIG_MEDIA_CONNECTED ? "connected" : "ended";
+    if (event == SIG_MEDIA_ENDED)
+        *slot = 0; /* the relay has already forgotten it */
+    send_json(hub, to,
+              json_pack("{s:s, s:s, s:s?, s:s?}", "type", "media", "state", state, "consultation",
+                        serving ? serving->id : NULL, "reason", reason));
+    audit(hub, to, event == SIG_MEDIA_CONNECTED ? "media_connected" : "media_ended",
+          event == SIG_MEDIA_CONNECTED ? "ok" : "failed", serving, NULL,
+          reason ? json_pack("{s:s}", "reason", reason) : NULL);
 }
 
 /* ------------------------------------------------------------------------- */

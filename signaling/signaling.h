@@ -122,6 +122,31 @@ struct sig_hub_io {
     void (*close)(void *ctx, void *transport, int code, const char *reason);
     /* Record an audit event (borrowed for the call). */
     void (*audit)(void *ctx, const struct audit_event *event);
+
+    /*
+     * Media legs. All NULL when there is no media relay: `offer` is then
+     * answered `unavailable`. A leg id is never 0.
+     *
+     * media_offer answers the SDP offer `sdp` (`len` bytes) with a new leg
+     * placed by `placement` (a clinic index: a clinic's legs share a media
+     * worker, so a consultation relays inside one thread). Returns the leg id
+     * and sets *answer (malloc'd SDP, the hub frees it), or returns 0 with
+     * `err` set and *bad_offer telling the offer's fault from the server's.
+     */
+    uint64_t (*media_offer)(void *ctx, unsigned placement, const char *sdp, size_t len,
+                            char **answer, bool *bad_offer, char *err, size_t errlen);
+    /* Relay between two legs; returns 0, or -EXDEV when they are on different workers. */
+    int (*media_link)(void *ctx, uint64_t leg_a, uint64_t leg_b);
+    /* Stop relaying to and from a leg (it stays up). */
+    void (*media_unlink)(void *ctx, uint64_t leg);
+    /* End a leg. */
+    void (*media_release)(void *ctx, uint64_t leg);
+};
+
+/* What the media relay reports about a leg (see sig_hub_media_event()). */
+enum sig_media_event {
+    SIG_MEDIA_CONNECTED = 0, /* DTLS done: media flows */
+    SIG_MEDIA_ENDED,         /* the leg is gone: consent timeout, DTLS failure, refused */
 };
 
 struct sig_hub;
@@ -148,6 +173,14 @@ void sig_hub_message(struct sig_hub *hub, void *transport, const char *data, siz
 
 /* The connection is gone (closed by either side). Starts the grace period of its participant. */
 void sig_hub_disconnect(struct sig_hub *hub, void *transport, int64_t now_ms);
+
+/*
+ * The media relay reports on leg `leg` (`reason` names why it ended:
+ * "consent_timeout", "fingerprint", ...; borrowed). Tells the participant
+ * and records it.
+ */
+void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event event,
+                         const char *reason, int64_t now_ms);
 
 /* Expires grace periods; call about once a second. */
 void sig_hub_tick(struct sig_hub *hub, int64_t now_ms);

@@ -262,7 +262,7 @@ const CASES = [
     await p.request('leave');
     return r;
   }],
-  ['offer from a patient (no media relay yet)', 'unavailable', /media relay/, async () => {
+  ['offer that is not a usable SDP offer', 'bad_sdp', /no o= line/, async () => {
     const p = await patient('offer');
     const r = await p.request('offer', { sdp: 'v=0\r\n' });
     await p.request('leave');

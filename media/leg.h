@@ -1,0 +1,192 @@
+/*
+ * leg.h - a worker's legs and the worker itself, as the files of the worker
+ * see them (private to media/: worker.c runs the loop, ICE-lite and DTLS;
+ * relay.c moves RTP and RTCP between linked legs; answer.c turns an offer
+ * into a leg set-up on the signalling thread).
+ *
+ * Everything in a struct media_worker belongs to its thread, except the
+ * counters (atomics read by /metrics) and the fields set before the thread
+ * starts. The packet path touches only preallocated memory.
+ */
+#ifndef TABIB_MEDIA_LEG_H
+#define TABIB_MEDIA_LEG_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "dtls.h"
+#include "media.h"
+#include "rtp.h"
+#include "sdp.h"
+#include "srtp.h"
+#include "stun.h"
+
+#define LEG_RECV_BATCH   32
+#define LEG_SEND_BATCH   64
+#define LEG_DATAGRAM_MAX 1500
+/* Room for a relayed packet: the largest datagram we accept, a rebuilt header
+ * extension that may be longer than the one received, and the SRTP tag. */
+#define LEG_SEND_BUFFER   (LEG_DATAGRAM_MAX + 64 + MEDIA_SRTP_MAX_OVERHEAD)
+#define LEG_ADDRESS_SLOTS (2 * MEDIA_LEGS_PER_WORKER)
+
+enum leg_kind { LEG_AUDIO = 0, LEG_VIDEO = 1, LEG_KIND_COUNT };
+
+/* What the offer of one kind (audio or video) settled on this leg. */
+struct leg_stream_setup {
+    bool active;           /* the m-line was accepted */
+    bool browser_sends;    /* sendrecv or sendonly: the browser sends on it */
+    bool browser_receives; /* sendrecv or recvonly: we may send on it */
+    unsigned codec_count;  /* choices, best first */
+    enum media_sdp_codec_id codecs[2];
+    uint8_t pts[2];        /* the payload type of each, both directions */
+    int16_t rtx_pt;        /* of the first choice, -1 none */
+    uint32_t clock_rate;   /* 48000 (Opus) or 90000 (video) */
+    uint32_t out_ssrc;     /* ours toward the browser, declared in the answer */
+    uint32_t out_rtx_ssrc; /* declared in the answer's FID group, 0 none */
+    uint32_t offered_ssrc; /* the browser's from its a=ssrc, 0 when not declared */
+    char mid[MEDIA_SDP_MID_MAX + 1];
+};
+
+/*
+ * Everything a worker needs to add a leg, built on the signalling thread
+ * (answer.c) or by media_engine_leg_add() for ICE-only legs, and handed over
+ * through the mailbox.
+ */
+struct leg_setup {
+    struct media_leg_params ice;
+    bool has_fingerprint; /* false: an ICE-only leg, DTLS is refused */
+    struct media_dtls_fingerprint remote_fingerprint;
+    uint8_t ext_id[MEDIA_SDP_EXT_COUNT]; /* the offer's ids, 0 = not negotiated */
+    struct leg_stream_setup streams[LEG_KIND_COUNT];
+};
+
+/* One kind of media on a leg while it runs. */
+struct leg_stream {
+    struct leg_stream_setup setup;
+    uint32_t in_ssrc;                   /* the browser's, learned from its packets; 0 none */
+    struct media_rtp_rewriter rewriter; /* our stream toward the browser */
+    uint64_t last_key_frame_request_us; /* rate limit of PLIs toward the browser */
+    /* For the SR we send on the browser's behalf: the last SR its source sent. */
+    uint32_t sent_packets, sent_octets;
+};
+
+struct leg {
+    bool in_use;
+    bool has_address; /* a valid check arrived: media may come from `addr` */
+    bool nominated;   /* USE-CANDIDATE selected `addr` */
+    bool reported_connected;
+    uint64_t id;
+    struct leg_setup setup;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    int64_t last_check_ms; /* the last valid Binding request (consent) */
+    struct media_dtls *dtls;
+    int64_t dtls_deadline_ms; /* next retransmission, 0 none */
+    struct media_srtp *srtp;  /* once DTLS is connected */
+    struct leg *peer;         /* the leg we relay to and from, NULL none */
+    uint64_t peer_id;         /* asked for by a link that found it missing; 0 none */
+    uint16_t twcc_out_seq;    /* transport-wide numbering of what we send this browser */
+    struct leg_stream streams[LEG_KIND_COUNT];
+};
+
+struct worker_counters {
+    _Atomic uint64_t packets_received;
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t packets_dropped[MEDIA_DROP_REASON_COUNT];
+    _Atomic uint64_t receive_batches;
+    _Atomic uint64_t packets_sent;
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t send_failures;
+    _Atomic uint64_t rtp_relayed;
+    _Atomic uint64_t rtcp_relayed;
+    _Atomic uint64_t key_frame_requests;
+    _Atomic uint64_t stun_answered;
+    _Atomic uint64_t stun_refused;
+    _Atomic uint64_t legs_active;
+    _Atomic uint64_t legs_nominated;
+    _Atomic uint64_t legs_expired;
+    _Atomic uint64_t dtls_connected;
+    _Atomic uint64_t dtls_failures[-MEDIA_DTLS_ERR_MIN + 1]; /* by -error */
+    _Atomic uint64_t srtp_failures[-MEDIA_SRTP_ERR_MIN + 1]; /* by -error */
+};
+
+/* One outgoing datagram waiting for sendmmsg(). */
+struct out_slot {
+    struct sockaddr_storage addr;
+    uint8_t data[LEG_SEND_BUFFER];
+};
+
+struct media_worker {
+    unsigned index;
+    uint16_t port;
+    int udp_fd;
+    int epoll_fd;
+    struct base_mailbox *mailbox;
+    struct base_logger *log;
+    struct base_mailbox *owner;
+    struct media_stun_ctx *stun;
+    struct media_dtls_ctx *dtls;
+    struct leg *legs; /* MEDIA_LEGS_PER_WORKER slots */
+    /* Legs by source address: open addressing, slot index + 1, 0 empty; rebuilt on change. */
+    uint16_t by_address[LEG_ADDRESS_SLOTS];
+    unsigned handshaking; /* legs with a DTLS timer */
+    int64_t consent_ms;
+    int64_t last_tick_ms;
+    int64_t next_dtls_ms; /* the earliest DTLS deadline, 0 none */
+    pthread_t thread;
+    bool thread_started;
+    struct worker_counters counters;
+    /* Receive buffers, allocated once: the packet path never allocates. */
+    struct mmsghdr msgs[LEG_RECV_BATCH];
+    struct iovec iovs[LEG_RECV_BATCH];
+    struct sockaddr_storage addrs[LEG_RECV_BATCH];
+    uint8_t buffers[LEG_RECV_BATCH][LEG_DATAGRAM_MAX];
+    /* Send batch. */
+    unsigned out_count;
+    struct mmsghdr out_msgs[LEG_SEND_BATCH];
+    struct iovec out_iovs[LEG_SEND_BATCH];
+    struct out_slot out[LEG_SEND_BATCH];
+};
+
+/* Relaxed add to a counter only this worker writes: no locked instruction. */
+static inline void leg_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline void leg_drop(struct media_worker *w, enum media_drop_reason reason)
+{
+    leg_count(&w->counters.packets_dropped[reason], 1);
+}
+
+/* worker.c: the next free outgoing slot to `to` (flushing a full batch first). */
+struct out_slot *worker_out_slot(struct media_worker *w, const struct leg *to);
+/* worker.c: commits the slot taken last with `len` bytes. */
+void worker_out_commit(struct media_worker *w, size_t len);
+/* worker.c: sends what is queued. */
+void worker_flush(struct media_worker *w);
+
+/* worker.c: engine internals for answer.c. */
+uint64_t media_engine_new_leg_id(struct media_engine *engine, unsigned index);
+int media_engine_push_leg(struct media_engine *engine, unsigned index, struct leg_setup *setup);
+const char *media_engine_public_ip(const struct media_engine *engine);
+uint16_t media_engine_worker_port(const struct media_engine *engine, unsigned index);
+const uint8_t *media_engine_worker_fingerprint(const struct media_engine *engine, unsigned index);
+
+/* relay.c: a decrypted RTP packet from `from` (in place, `len` bytes). */
+void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t len,
+               uint64_t now_us);
+/* relay.c: a decrypted RTCP compound from `from`. */
+void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t len,
+                uint64_t now_us);
+/* relay.c: asks the browser of `leg` for a key frame of its video, rate-limited. */
+void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t now_us);
+/* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases). */
+void relay_leg_init(struct leg *leg);
+
+#endif

@@ -41,6 +41,12 @@ struct world {
     unsigned audit_count;
     int64_t now;
     int next_id;
+    /* The fake media relay: what the hub asked of it. */
+    uint64_t next_leg;
+    unsigned last_placement;
+    char media_log[32][48]; /* "offer 1", "link 1 2", "unlink 2", "release 1" */
+    unsigned media_count;
+    int link_result;
 };
 
 static void on_send(void *ctx, void *transport, const char *text, size_t len)
@@ -66,6 +72,60 @@ static void on_audit(void *ctx, const struct audit_event *ev)
     if (w->audit_count < MAX_AUDITS)
         snprintf(w->audits[w->audit_count++], sizeof(w->audits[0]), "%s %s", ev->type,
                  ev->outcome ? ev->outcome : "-");
+}
+
+/* Records what the hub asked of the fake relay, e.g. "link 1 2". */
+static void media_note(struct world *w, const char *verb, uint64_t a, uint64_t b)
+{
+    assert_true(w->media_count < 32);
+    if (b)
+        snprintf(w->media_log[w->media_count++], sizeof(w->media_log[0]), "%s %llu %llu", verb,
+                 (unsigned long long)a, (unsigned long long)b);
+    else
+        snprintf(w->media_log[w->media_count++], sizeof(w->media_log[0]), "%s %llu", verb,
+                 (unsigned long long)a);
+}
+
+static uint64_t on_media_offer(void *ctx, unsigned placement, const char *sdp, size_t len,
+                               char **answer, bool *bad_offer, char *err, size_t errlen)
+{
+    struct world *w = ctx;
+    if (len < 4 || strncmp(sdp, "v=0", 3) != 0) {
+        *bad_offer = true;
+        snprintf(err, errlen, "line 1: not an SDP offer");
+        return 0;
+    }
+    uint64_t leg = ++w->next_leg;
+    w->last_placement = placement;
+    media_note(w, "offer", leg, 0);
+    *answer = strdup("v=0 answer");
+    return leg;
+}
+
+static int on_media_link(void *ctx, uint64_t a, uint64_t b)
+{
+    struct world *w = ctx;
+    media_note(w, "link", a, b);
+    return w->link_result;
+}
+
+static void on_media_unlink(void *ctx, uint64_t leg)
+{
+    media_note(ctx, "unlink", leg, 0);
+}
+
+static void on_media_release(void *ctx, uint64_t leg)
+{
+    media_note(ctx, "release", leg, 0);
+}
+
+/* How many times the fake relay was asked exactly `what`. */
+static unsigned media_asked(struct world *w, const char *what)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < w->media_count; i++)
+        n += strcmp(w->media_log[i], what) == 0;
+    return n;
 }
 
 static unsigned audits_of(struct world *w, const char *type_outcome)
@@ -103,7 +163,14 @@ static int setup(void **state)
     w->cfg.clinic_count = 2;
     w->cfg.grace_ms = 10000;
     w->cfg.max_conns_per_address = 12;
-    struct sig_hub_io io = {.ctx = w, .send = on_send, .close = on_close, .audit = on_audit};
+    struct sig_hub_io io = {.ctx = w,
+                            .send = on_send,
+                            .close = on_close,
+                            .audit = on_audit,
+                            .media_offer = on_media_offer,
+                            .media_link = on_media_link,
+                            .media_unlink = on_media_unlink,
+                            .media_release = on_media_release};
     w->hub = sig_hub_new(&w->cfg, w->accounts, &io, NULL);
     w->now = 1000;
     for (int i = 0; i < MAX_PEERS; i++)
@@ -510,6 +577,78 @@ static void shutdown_ends_everything(void **state)
     assert_int_equal(st.patients_waiting, 0);
 }
 
+/*
+ * Legs: offers are answered through the relay, the two legs of a
+ * consultation are linked once it starts (whoever offered first), the
+ * doctor's leg is only unlinked at the end (it serves the next patient) and
+ * the patient's is released; media events reach the right participant.
+ */
+static void media_legs_follow_the_consultation(void **state)
+{
+    struct world *w = *state;
+    const char *c1 = id_of(join(w, 0, "eyes", "First"));
+    sign_in(w, 5, "dr.omar");
+    go_on_duty(w, 5, "eyes");
+    /* A patient's offer before the call: a leg placed with its clinic (index 1), not linked. */
+    json_t *a = ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 patient\"");
+    assert_string_equal(type_of(a), "answer");
+    assert_string_equal(json_string_value(json_object_get(a, "sdp")), "v=0 answer");
+    assert_int_equal(w->last_placement, 1);
+    assert_string_equal(code_of(ask(w, 0, "\"type\":\"offer\",\"sdp\":\"nonsense\"")), "bad_sdp");
+    assert_string_equal(type_of(ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"eyes\"")), "called");
+    /* The doctor's leg is placed with the consultation's clinic too. */
+    assert_string_equal(type_of(ask(w, 5, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\"")), "answer");
+    assert_int_equal(w->last_placement, 1);
+    assert_int_equal(media_asked(w, "link 1 2"), 0); /* called, not started: no media yet */
+    assert_string_equal(type_of(ask(w, 0, "\"type\":\"accept\"")), "consultation_started");
+    assert_int_equal(media_asked(w, "link 1 2"), 1);
+
+    /* Media events go to the owner of the leg, and to the audit log. */
+    sig_hub_media_event(w->hub, 1, SIG_MEDIA_CONNECTED, NULL, ++w->now);
+    json_t *ev = last_event(w, 0, "media");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "state")), "connected");
+    assert_string_equal(id_of(ev), c1);
+    assert_null(last_event(w, 5, "media"));
+    assert_int_equal(audits_of(w, "media_connected ok"), 1);
+
+    /* A new offer from the patient replaces the leg: the old one is released, the new linked. */
+    ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 restart\"");
+    assert_int_equal(media_asked(w, "release 1"), 1);
+    assert_int_equal(media_asked(w, "link 3 2"), 1);
+
+    /* The end: the doctor's leg stays for the next patient, the patient's goes. */
+    ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", c1);
+    assert_int_equal(media_asked(w, "unlink 2"), 2); /* the restart, then the end */
+    assert_int_equal(media_asked(w, "release 3"), 1);
+    assert_int_equal(media_asked(w, "release 2"), 0);
+
+    /* A leg that dies is reported and forgotten: it is not released again. */
+    sig_hub_media_event(w->hub, 2, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
+    ev = last_event(w, 5, "media");
+    assert_string_equal(json_string_value(json_object_get(ev, "state")), "ended");
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), "consent_timeout");
+    assert_int_equal(audits_of(w, "media_ended failed"), 1);
+    ask(w, 5, "\"type\":\"logout\"");
+    assert_int_equal(media_asked(w, "release 2"), 0);
+
+    /* Legs on different workers cannot be linked: the doctor is asked to offer again. */
+    w->link_result = -EXDEV;
+    join(w, 1, "general", "Second");
+    sign_in(w, 6, "dr.amal");
+    go_on_duty(w, 6, "general");
+    ask(w, 6, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\"");
+    ask(w, 1, "\"type\":\"offer\",\"sdp\":\"v=0 patient\"");
+    ask(w, 6, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 1, "\"type\":\"accept\"");
+    ev = last_event(w, 6, "media");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "state")), "reoffer");
+    /* An admin sends no media. */
+    sign_in(w, 7, "admin.eyes");
+    assert_string_equal(code_of(ask(w, 7, "\"type\":\"offer\",\"sdp\":\"v=0\"")), "forbidden");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +665,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(failed_sign_ins_are_slowed_down, setup, teardown),
         cmocka_unit_test_setup_teardown(message_floods_are_refused_then_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(shutdown_ends_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(media_legs_follow_the_consultation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

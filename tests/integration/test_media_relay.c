@@ -1,0 +1,540 @@
+/*
+ * test_media_relay.c - the media relay end to end with two C test peers
+ * (tests/support/test_peer.h) through the real server: signalling over WSS
+ * (a doctor signs in and calls, a patient joins and accepts, both send SDP
+ * offers), then ICE, DTLS and SRTP over real UDP on loopback.
+ *
+ * Shown here: a 440 Hz tone from the patient is decoded at the doctor at
+ * 440 Hz and 880 Hz goes the other way; video payloads arrive byte-identical
+ * and in order; a peer whose certificate is not the one in its offer is
+ * refused; a Binding request with a bad MESSAGE-INTEGRITY gets no answer;
+ * garbage and truncated STUN/DTLS/RTP/RTCP datagrams are counted and
+ * dropped while media keeps flowing; a silent leg ends after the consent
+ * timeout and both the participant and /metrics say so.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "base.h"
+#include "stun.h"
+#include "test_client.h"
+#include "test_peer.h"
+#include "test_server.h"
+
+#define WS_TIMEOUT_MS      5000
+#define CONNECT_TIMEOUT_MS 10000
+#define DOCTOR_NAME        "dr.relay"
+#define DOCTOR_PASSWORD    "correct horse battery"
+#define PATIENT_TAG        0x50415449u /* "PATI" */
+#define DOCTOR_TAG         0x444f4354u /* "DOCT" */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Signalling                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/* Sends a request built by json_pack (the reference is taken). */
+static void ws_send(struct tc_ws *ws, json_t *msg)
+{
+    assert_non_null(msg);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    assert_non_null(text);
+    assert_int_equal(tc_ws_send_text(ws, text, strlen(text)), 0);
+    free(text);
+}
+
+/*
+ * Receives messages until one of `type` arrives (others are skipped: queue
+ * updates, events) and returns it; fails the test after `timeout_ms`. An
+ * error reply fails at once, with its message.
+ */
+static json_t *ws_expect(struct tc_ws *ws, const char *type, int timeout_ms)
+{
+    int64_t deadline = base_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - base_now_ms();
+        char *text = NULL;
+        size_t len = 0;
+        enum tc_ws_result r = left > 0 ? tc_ws_recv(ws, &text, &len, (int)left) : TC_WS_TIMEOUT;
+        if (r != TC_WS_TEXT) {
+            print_error("waiting for \"%s\": result %d\n", type, r);
+            fail();
+        }
+        json_t *msg = json_loads(text, 0, NULL);
+        assert_non_null(msg);
+        const char *got = json_string_value(json_object_get(msg, "type"));
+        if (got && strcmp(got, type) == 0) {
+            free(text);
+            return msg;
+        }
+        if (got && strcmp(got, "error") == 0) {
+            print_error("waiting for \"%s\", got %s\n", type, text);
+            fail();
+        }
+        free(text);
+        json_decref(msg);
+    }
+}
+
+/* Waits for {"type":"media","state":<state>} and returns its reason (new string) or NULL. */
+static char *ws_expect_media(struct tc_ws *ws, const char *state, int timeout_ms)
+{
+    int64_t deadline = base_now_ms() + timeout_ms;
+    for (;;) {
+        json_t *m = ws_expect(ws, "media", (int)(deadline - base_now_ms()));
+        const char *s = json_string_value(json_object_get(m, "state"));
+        const char *reason = json_string_value(json_object_get(m, "reason"));
+        bool match = s && strcmp(s, state) == 0;
+        char *out = match && reason ? strdup(reason) : NULL;
+        json_decref(m);
+        if (match)
+            return out;
+        assert_true(base_now_ms() < deadline);
+    }
+}
+
+static struct tc_ws *ws_open(struct ts_server *srv)
+{
+    struct tc_ws *ws = tc_ws_connect(ts_server_port(srv), "/ws", "tabib.v1", NULL);
+    assert_non_null(ws);
+    return ws;
+}
+
+/* Creates the doctor's account with the CLI, as an operator would. */
+static void create_doctor(struct ts_server *srv)
+{
+    char pw_path[512], data_dir[512];
+    snprintf(pw_path, sizeof(pw_path), "%s/doctor-password", ts_server_dir(srv));
+    snprintf(data_dir, sizeof(data_dir), "%s/data", ts_server_dir(srv));
+    FILE *f = fopen(pw_path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", DOCTOR_PASSWORD);
+    fclose(f);
+    const char *args[] = {"user",   "add",        DOCTOR_NAME, "--role",
+                          "doctor", "--clinics",  "general",   "--password-file",
+                          pw_path,  "--data-dir", data_dir,    NULL};
+    char *err = NULL;
+    int rc = ts_run_to_exit(args, &err, 20000);
+    if (rc != 0)
+        print_error("tabib user add: %d: %s\n", rc, err ? err : "");
+    free(err);
+    assert_int_equal(rc, 0);
+}
+
+/* Sends our offer and returns the server's answer (new string). */
+static char *offer_answer(struct tc_ws *ws, struct tp_peer *peer)
+{
+    char *offer = tp_peer_offer(peer);
+    assert_non_null(offer);
+    ws_send(ws, json_pack("{s:s, s:s, s:s}", "type", "offer", "id", "o1", "sdp", offer));
+    free(offer);
+    json_t *a = ws_expect(ws, "answer", WS_TIMEOUT_MS);
+    char *sdp = strdup(json_string_value(json_object_get(a, "sdp")));
+    json_decref(a);
+    assert_non_null(sdp);
+    char err[256] = "";
+    if (tp_peer_set_answer(peer, sdp, err, sizeof(err)) != 0)
+        print_error("answer refused by the peer: %s\n%s\n", err, sdp);
+    return sdp;
+}
+
+/* A server, a doctor on duty and a patient in consultation with them. */
+struct call {
+    struct ts_server *srv;
+    struct tc_ws *doctor, *patient;
+};
+
+static void call_start(struct call *c, const char *const *extra_args)
+{
+    memset(c, 0, sizeof(*c));
+    c->srv = ts_server_start(extra_args);
+    assert_non_null(c->srv);
+    create_doctor(c->srv);
+    c->doctor = ws_open(c->srv);
+    ws_send(c->doctor, json_pack("{s:s, s:s, s:s, s:s}", "type", "login", "id", "d1", "username",
+                                 DOCTOR_NAME, "password", DOCTOR_PASSWORD));
+    json_decref(ws_expect(c->doctor, "signed_in", WS_TIMEOUT_MS));
+    ws_send(c->doctor, json_pack("{s:s, s:s, s:s, s:b}", "type", "duty", "id", "d2", "clinic",
+                                 "general", "on", 1));
+    json_decref(ws_expect(c->doctor, "duty", WS_TIMEOUT_MS));
+    c->patient = ws_open(c->srv);
+    ws_send(c->patient, json_pack("{s:s, s:i, s:s, s:s}", "type", "join", "id", 1, "clinic",
+                                  "general", "name", "مريم الكعبي"));
+    json_decref(ws_expect(c->patient, "joined", WS_TIMEOUT_MS));
+    ws_send(c->doctor,
+            json_pack("{s:s, s:s, s:s}", "type", "call_next", "id", "d3", "clinic", "general"));
+    json_decref(ws_expect(c->doctor, "called", WS_TIMEOUT_MS));
+    json_decref(ws_expect(c->patient, "called", WS_TIMEOUT_MS));
+    ws_send(c->patient, json_pack("{s:s, s:i}", "type", "accept", "id", 2));
+    json_decref(ws_expect(c->patient, "consultation_started", WS_TIMEOUT_MS));
+    json_decref(ws_expect(c->doctor, "consultation_started", WS_TIMEOUT_MS));
+}
+
+/* Closes everything; the server must stop cleanly (under ASan: no report, no leak). */
+static void call_free(struct call *c)
+{
+    tc_ws_close(c->doctor);
+    tc_ws_close(c->patient);
+    int status = ts_server_stop(c->srv, NULL);
+    if (status != 0) {
+        char *err = ts_server_stderr(c->srv);
+        print_error("the server exited with %d:\n%s\n", status, err ? err : "");
+        free(err);
+    }
+    ts_server_free(c->srv);
+    assert_int_equal(status, 0);
+}
+
+static struct tp_peer *new_peer(const char *name, double tone_hz, uint32_t tag, bool lie,
+                                unsigned consent_ms)
+{
+    struct tp_config cfg = {.name = name,
+                            .tone_hz = tone_hz,
+                            .video_kbps = 600,
+                            .video_fps = 30,
+                            .video_tag = tag,
+                            .lie_about_fingerprint = lie,
+                            .consent_interval_ms = consent_ms};
+    char err[256] = "";
+    struct tp_peer *p = tp_peer_new(&cfg, err, sizeof(err));
+    if (!p)
+        print_error("tp_peer_new: %s\n", err);
+    assert_non_null(p);
+    return p;
+}
+
+/* Both peers connected through the relay of a consultation in progress. */
+static void connect_both(struct call *c, struct tp_peer *patient, struct tp_peer *doctor)
+{
+    free(offer_answer(c->patient, patient));
+    free(offer_answer(c->doctor, doctor));
+    assert_int_equal(tp_peer_start(patient), 0);
+    assert_int_equal(tp_peer_start(doctor), 0);
+    assert_int_equal(tp_peer_wait_connected(patient, CONNECT_TIMEOUT_MS), 0);
+    assert_int_equal(tp_peer_wait_connected(doctor, CONNECT_TIMEOUT_MS), 0);
+    free(ws_expect_media(c->patient, "connected", WS_TIMEOUT_MS));
+    free(ws_expect_media(c->doctor, "connected", WS_TIMEOUT_MS));
+}
+
+/* ------------------------------------------------------------------------- */
+/* /metrics                                                                   */
+/* ------------------------------------------------------------------------- */
+
+/* The value of the first sample whose line starts with `prefix`; fails when absent. */
+static double metric(struct ts_server *srv, const char *prefix)
+{
+    struct tc_response r;
+    assert_int_equal(tc_https_get(ts_server_port(srv), "/metrics", &r), 0);
+    assert_int_equal(r.status, 200);
+    double v = NAN;
+    size_t n = strlen(prefix);
+    for (const char *line = r.body; line && *line;) {
+        if (strncmp(line, prefix, n) == 0) {
+            const char *sp = strchr(line + n, ' ');
+            if (sp)
+                v = strtod(sp + 1, NULL);
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    if (isnan(v))
+        print_error("no sample starting with %s\n", prefix);
+    tc_response_free(&r);
+    assert_false(isnan(v));
+    return v;
+}
+
+#define DROPPED(reason) "tabib_media_packets_dropped_total{worker=\"0\",reason=\"" reason "\"}"
+
+/* ------------------------------------------------------------------------- */
+/* Tests                                                                      */
+/* ------------------------------------------------------------------------- */
+
+/* Waits until `peer` has decoded audio and seen at least `video` video packets. */
+static void wait_media(struct tp_peer *peer, uint64_t video, struct tp_stats *st)
+{
+    for (int64_t deadline = base_now_ms() + 10000; base_now_ms() < deadline; sleep_ms(100)) {
+        tp_peer_stats(peer, st);
+        if (st->video_received >= video && st->audio_decoded_samples >= 48000 &&
+            st->audio_peak_hz > 0)
+            return;
+    }
+    print_error("media did not arrive: video %llu, audio samples %llu, peak %.1f Hz\n",
+                (unsigned long long)st->video_received,
+                (unsigned long long)st->audio_decoded_samples, st->audio_peak_hz);
+    fail();
+}
+
+static void test_tone_and_video_cross(void **state)
+{
+    (void)state;
+    struct call c;
+    const char *args[] = {"--media-workers", "1", NULL};
+    call_start(&c, args);
+    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    connect_both(&c, patient, doctor);
+
+    struct tp_stats at_doctor, at_patient;
+    wait_media(doctor, 300, &at_doctor);
+    wait_media(patient, 300, &at_patient);
+    sleep_ms(1000); /* a full second of steady audio for the frequency estimate */
+    tp_peer_stats(doctor, &at_doctor);
+    tp_peer_stats(patient, &at_patient);
+    print_message("doctor hears %.1f Hz (%llu audio, %llu video packets); patient hears %.1f Hz "
+                  "(%llu audio, %llu video)\n",
+                  at_doctor.audio_peak_hz, (unsigned long long)at_doctor.audio_received,
+                  (unsigned long long)at_doctor.video_received, at_patient.audio_peak_hz,
+                  (unsigned long long)at_patient.audio_received,
+                  (unsigned long long)at_patient.video_received);
+    assert_true(fabs(at_doctor.audio_peak_hz - 440) <= 10);
+    assert_true(fabs(at_patient.audio_peak_hz - 880) <= 10);
+    /* Each receives the other's video, byte for byte, in order. */
+    assert_int_equal(at_doctor.last_video_tag_received, PATIENT_TAG);
+    assert_int_equal(at_patient.last_video_tag_received, DOCTOR_TAG);
+    assert_int_equal(at_doctor.video_payload_mismatches, 0);
+    assert_int_equal(at_patient.video_payload_mismatches, 0);
+    assert_int_equal(at_doctor.video_out_of_order, 0);
+    assert_int_equal(at_patient.video_out_of_order, 0);
+    assert_int_equal(at_doctor.srtp_errors, 0);
+    assert_int_equal(at_patient.srtp_errors, 0);
+    assert_true(metric(c.srv, "tabib_media_rtp_relayed_total{worker=\"0\"}") >= 600);
+    assert_true(metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}") == 2);
+    tp_peer_free(patient);
+    tp_peer_free(doctor);
+    call_free(&c);
+}
+
+static void test_wrong_fingerprint_refused(void **state)
+{
+    (void)state;
+    struct call c;
+    const char *args[] = {"--media-workers", "1", NULL};
+    call_start(&c, args);
+    struct tp_peer *liar = new_peer("patient", 440, PATIENT_TAG, true, 0);
+    free(offer_answer(c.patient, liar));
+    assert_int_equal(tp_peer_start(liar), 0);
+    assert_int_equal(tp_peer_wait_connected(liar, CONNECT_TIMEOUT_MS), -1);
+    char *reason = ws_expect_media(c.patient, "ended", WS_TIMEOUT_MS);
+    assert_non_null(reason);
+    assert_string_equal(reason, "fingerprint");
+    free(reason);
+    struct tp_stats st;
+    tp_peer_stats(liar, &st);
+    assert_false(st.connected);
+    assert_true(
+        metric(c.srv, "tabib_media_dtls_failures_total{worker=\"0\",reason=\"fingerprint\"}") == 1);
+    assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 0);
+    tp_peer_free(liar);
+    call_free(&c);
+}
+
+/* The value of `a=<attr>:` in `sdp` into `out`. */
+static void sdp_attribute(const char *sdp, const char *attr, char *out, size_t cap)
+{
+    const char *p = strstr(sdp, attr);
+    assert_non_null(p);
+    p += strlen(attr);
+    size_t n = strcspn(p, "\r\n");
+    assert_true(n < cap);
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* Sends a Binding request keyed with `pwd` from a fresh socket; true when answered. */
+static bool binding_answered(uint16_t port, const char *server_ufrag, const char *peer_ufrag,
+                             const char *pwd)
+{
+    struct media_stun_ctx *ctx = media_stun_ctx_new();
+    assert_non_null(ctx);
+    uint8_t txid[MEDIA_STUN_TXID_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    struct media_stun_request_params p = {.txid = txid,
+                                          .remote_ufrag = server_ufrag,
+                                          .local_ufrag = peer_ufrag,
+                                          .remote_pwd = pwd,
+                                          .priority = 1862270975u,
+                                          .controlling = true,
+                                          .tie_breaker = 42,
+                                          .use_candidate = true};
+    uint8_t req[512];
+    int n = media_stun_build_binding_request(ctx, &p, req, sizeof(req));
+    assert_true(n > 0);
+    media_stun_ctx_free(ctx);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in to = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(sendto(fd, req, (size_t)n, 0, (struct sockaddr *)&to, sizeof(to)), n);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    bool answered = poll(&pfd, 1, 500) == 1;
+    close(fd);
+    return answered;
+}
+
+static void test_bad_message_integrity_ignored(void **state)
+{
+    (void)state;
+    struct call c;
+    const char *args[] = {"--media-workers", "1", NULL};
+    call_start(&c, args);
+    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    char *offer = tp_peer_offer(patient);
+    char peer_ufrag[300];
+    sdp_attribute(offer, "a=ice-ufrag:", peer_ufrag, sizeof(peer_ufrag));
+    free(offer);
+    char *answer = offer_answer(c.patient, patient);
+    char ufrag[64], pwd[128];
+    sdp_attribute(answer, "a=ice-ufrag:", ufrag, sizeof(ufrag));
+    sdp_attribute(answer, "a=ice-pwd:", pwd, sizeof(pwd));
+    free(answer);
+    uint16_t port = ts_server_media_port(c.srv);
+    double refused0 = metric(c.srv, "tabib_media_stun_refused_total{worker=\"0\"}");
+    /* The right password is answered (so the check below can fail)... */
+    assert_true(binding_answered(port, ufrag, peer_ufrag, pwd));
+    /* ...a wrong one is not, and is counted. */
+    char wrong[128];
+    snprintf(wrong, sizeof(wrong), "%s", pwd);
+    wrong[0] = wrong[0] == 'x' ? 'y' : 'x';
+    assert_false(binding_answered(port, ufrag, peer_ufrag, wrong));
+    assert_true(metric(c.srv, "tabib_media_stun_refused_total{worker=\"0\"}") == refused0 + 1);
+    tp_peer_free(patient);
+    call_free(&c);
+}
+
+static void test_garbage_counted_and_dropped(void **state)
+{
+    (void)state;
+    struct call c;
+    const char *args[] = {"--media-workers", "1", NULL};
+    call_start(&c, args);
+    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    connect_both(&c, patient, doctor);
+    struct tp_stats before;
+    wait_media(doctor, 100, &before);
+
+    double short0 = metric(c.srv, DROPPED("too_short")),
+           unknown0 = metric(c.srv, DROPPED("unknown_kind")),
+           dtls0 = metric(c.srv, DROPPED("dtls")), srtp0 = metric(c.srv, DROPPED("srtp")),
+           refused0 = metric(c.srv, "tabib_media_stun_refused_total{worker=\"0\"}");
+    /* From the patient's own address, so each reaches its leg's DTLS or SRTP. */
+    uint8_t junk[600];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 37 + 11);
+    const uint8_t stun_truncated[] = {0x00, 0x01, 0x00, 0x50, 0x21, 0x12, 0xa4, 0x42, 1, 2};
+    const uint8_t dtls_truncated[] = {22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0x40, 0x00};
+    const uint8_t dtls_app_data[] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 4, 1, 2, 3, 4};
+    const uint8_t rtp_short[] = {0x80, 0x6f, 0, 1, 0};
+    uint8_t rtp_garbage[200] = {0x80, 0x6f, 0x12, 0x34, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef};
+    memcpy(rtp_garbage + 12, junk, sizeof(rtp_garbage) - 12);
+    uint8_t rtcp_garbage[64] = {0x80, 200, 0, 15, 0xde, 0xad, 0xbe, 0xef};
+    memcpy(rtcp_garbage + 8, junk, sizeof(rtcp_garbage) - 8);
+    uint8_t unknown[100] = {0x42};
+    memcpy(unknown + 1, junk, sizeof(unknown) - 1);
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(tp_peer_send_raw(patient, stun_truncated, sizeof(stun_truncated)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, dtls_truncated, sizeof(dtls_truncated)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, dtls_app_data, sizeof(dtls_app_data)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, rtp_short, sizeof(rtp_short)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, rtp_garbage, sizeof(rtp_garbage)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, rtcp_garbage, sizeof(rtcp_garbage)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, unknown, sizeof(unknown)), 0);
+        assert_int_equal(tp_peer_send_raw(patient, junk, 3), 0);
+    }
+    sleep_ms(1000);
+    print_message("dropped: too_short +%.0f, unknown_kind +%.0f, dtls +%.0f, srtp +%.0f; "
+                  "stun refused +%.0f\n",
+                  metric(c.srv, DROPPED("too_short")) - short0,
+                  metric(c.srv, DROPPED("unknown_kind")) - unknown0,
+                  metric(c.srv, DROPPED("dtls")) - dtls0, metric(c.srv, DROPPED("srtp")) - srtp0,
+                  metric(c.srv, "tabib_media_stun_refused_total{worker=\"0\"}") - refused0);
+    assert_true(metric(c.srv, DROPPED("too_short")) >= short0 + 10); /* rtp_short and junk[3] */
+    assert_true(metric(c.srv, DROPPED("unknown_kind")) >= unknown0 + 5);
+    assert_true(metric(c.srv, DROPPED("srtp")) >= srtp0 + 10); /* RTP and RTCP garbage */
+    assert_true(metric(c.srv, "tabib_media_stun_refused_total{worker=\"0\"}") >= refused0 + 5);
+    /* DTLS garbage after the handshake: dropped by the leg (counted or silently ignored by
+     * OpenSSL, RFC 6347 4.1.2.7), and the leg lives on. */
+    assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 2);
+
+    /* The server is unharmed: media still flows both ways, untouched. */
+    struct tp_stats after;
+    wait_media(doctor, before.video_received + 100, &after);
+    assert_int_equal(after.video_payload_mismatches, 0);
+    assert_true(fabs(after.audio_peak_hz - 440) <= 10);
+    tp_peer_stats(patient, &after);
+    assert_true(after.video_received > 0);
+    struct tc_response r;
+    assert_int_equal(tc_https_get(ts_server_port(c.srv), "/healthz", &r), 0);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+    tp_peer_free(patient);
+    tp_peer_free(doctor);
+    call_free(&c);
+}
+
+static void test_silent_leg_ends_after_consent_timeout(void **state)
+{
+    (void)state;
+    struct call c;
+    const char *args[] = {"--media-workers", "1", "--consent-timeout-s", "3", NULL};
+    call_start(&c, args);
+    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 500);
+    struct tp_peer *doctor = new_peer("doctor", 880, DOCTOR_TAG, false, 500);
+    connect_both(&c, patient, doctor);
+    int64_t silent_at = base_now_ms();
+    tp_peer_set_silent(patient, true);
+    char *reason = ws_expect_media(c.patient, "ended", 10000);
+    int64_t took = base_now_ms() - silent_at;
+    print_message("the silent leg ended after %lld ms (consent timeout 3000 ms)\n",
+                  (long long)took);
+    assert_non_null(reason);
+    assert_string_equal(reason, "consent_timeout");
+    free(reason);
+    assert_true(took >= 2000); /* not before the timeout (less the last check's age) */
+    assert_true(metric(c.srv, "tabib_media_legs_expired_total{worker=\"0\"}") == 1);
+    /* The doctor, still checking, keeps their leg. */
+    assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 1);
+    tp_peer_free(patient);
+    tp_peer_free(doctor);
+    call_free(&c);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tone_and_video_cross),
+        cmocka_unit_test(test_wrong_fingerprint_refused),
+        cmocka_unit_test(test_bad_message_integrity_ignored),
+        cmocka_unit_test(test_garbage_counted_and_dropped),
+        cmocka_unit_test(test_silent_leg_ends_after_consent_timeout),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1491 @@
+/*
+ * test_peer.c - the C test peer (see test_peer.h): a browser's part of a
+ * WebRTC leg over one UDP socket on 127.0.0.1, built from the media
+ * library's protocol code (STUN, SDP, SRTP, RTP, RTCP) plus its own DTLS
+ * client over OpenSSL memory BIOs, and libopus.
+ *
+ * Threads: the public calls run on the test's thread; tp_peer_start() makes
+ * one thread per peer (peer_thread) that alone touches the socket's receive
+ * side, the SSL object, the SRTP sessions and the Opus decoder, sleeping in
+ * poll() until a datagram or the next deadline (ICE retry, DTLS timer,
+ * consent, audio, video, RTCP). What other threads read (statistics, the
+ * decoded audio) sits behind one mutex; the stop and silent flags are
+ * atomics, and an eventfd wakes the thread to stop.
+ */
+#include "test_peer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <opus.h>
+
+#include "dtls.h"
+#include "rtcp.h"
+#include "rtp.h"
+#include "sdp.h"
+#include "srtp.h"
+#include "stun.h"
+
+#define DTLS_MTU            1200 /* as the server's default: below any path MTU */
+#define DTLS_FIRST_TIMER_US 100000
+#define DTLS_MAX_TIMER_US   60000000u
+#define DATAGRAM_MAX        2048
+#define ICE_RETRY_US        50000
+#define RTCP_INTERVAL_US    1000000
+#define RESYNC_LATE_US      200000 /* further behind than this, a media clock skips ahead */
+#define TXID_RING           16     /* recent Binding transaction ids we accept answers to */
+#define SOCKET_BUFFER       (1 << 20)
+
+#define AUDIO_RATE        48000
+#define AUDIO_FRAME       960 /* 20 ms */
+#define AUDIO_LOOP_FRAMES 50  /* one second of tone, sent in a loop */
+#define AUDIO_FRAME_BYTES 400
+#define AUDIO_AMPLITUDE   0.3
+#define AUDIO_LEVEL_DBOV  10         /* -dBov of that amplitude, for ssrc-audio-level */
+#define PCM_KEEP          AUDIO_RATE /* the last second of decoded audio */
+#define PCM_DECODE_MAX    5760       /* samples of the longest Opus packet (120 ms) */
+
+/* The dominant frequency search: decimate to 8 kHz, look at 0.5 s, 100..2000 Hz. */
+#define PEAK_DECIMATE  6
+#define PEAK_RATE      (AUDIO_RATE / PEAK_DECIMATE)
+#define PEAK_WINDOW    (PEAK_RATE / 2)
+#define PEAK_MIN_HZ    100
+#define PEAK_MAX_HZ    2000
+#define PEAK_STEP_HZ   2
+#define PEAK_MIN_RMS   30.0 /* int16 units: quieter than about -60 dBFS is silence */
+#define AUDIO_STALE_US 1000000
+
+#define VIDEO_HEADER    16 /* after the 1-byte descriptor: magic, tag, frame, index, length */
+#define VIDEO_OVERHEAD  (1 + VIDEO_HEADER)
+#define VIDEO_CLOCK     90000
+#define VIDEO_KEY_SCALE 5
+
+enum phase {
+    PHASE_ICE = 0, /* checking */
+    PHASE_DTLS,    /* ICE succeeded, handshake under way */
+    PHASE_CONNECTED,
+    PHASE_FAILED, /* DTLS failed or was closed: nothing more is sent but STUN */
+};
+
+/* One outgoing RTP stream and the header extensions the answer kept for its m-line. */
+struct out_stream {
+    bool enabled; /* we offered to send and the answer accepted and lets us */
+    uint8_t pt;
+    uint32_t ssrc;
+    uint16_t seq;
+    uint32_t ts;
+    uint8_t ext_mid, ext_abs_send_time, ext_twcc, ext_audio_level; /* 0: not negotiated */
+    char mid[MEDIA_SDP_MID_MAX + 1];
+};
+
+struct tp_peer {
+    struct tp_config cfg;
+    char name[32];
+    int fd;
+    int wake_fd;
+    uint16_t local_port;
+    struct sockaddr_in remote;
+    bool have_answer;
+    bool ran; /* tp_peer_start() was called once */
+    bool thread_running;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_bool silent;
+
+    /* ICE */
+    char local_ufrag[9];
+    char local_pwd[25];
+    char remote_ufrag[MEDIA_SDP_ICE_MAX + 1];
+    char remote_pwd[MEDIA_SDP_ICE_MAX + 1];
+    uint64_t tie_breaker;
+    struct media_stun_ctx *stun;
+    uint8_t txids[TXID_RING][MEDIA_STUN_TXID_SIZE];
+    unsigned txid_next;
+
+    /* DTLS client */
+    EVP_PKEY *key;
+    X509 *cert;
+    SSL_CTX *ssl_ctx;
+    SSL *ssl;
+    BIO *rbio;                       /* owned by ssl */
+    BIO *wbio;                       /* owned by ssl */
+    uint8_t fingerprint[32];         /* of our certificate */
+    uint8_t offered_fingerprint[32]; /* what the offer says: ours, or the lie */
+    unsigned remote_fp_count;
+    struct media_sdp_fingerprint remote_fps[MEDIA_SDP_MAX_FPRINTS];
+    struct media_srtp *srtp;
+
+    /* Identity in the offer */
+    uint64_t session_id;
+    char cname[17];
+    char stream_id[17];
+    char audio_track[17];
+    char video_track[17];
+    uint32_t audio_ssrc, video_ssrc, rtx_ssrc;
+
+    /* What the answer says we receive */
+    int rx_audio_pt; /* -1: none */
+    int rx_video_pt;
+
+    /* Sending, on the peer's thread */
+    enum phase phase;
+    struct out_stream audio, video;
+    uint16_t twcc_seq;
+    uint32_t video_frame;
+    unsigned audio_loop_next;
+    int audio_loop_len[AUDIO_LOOP_FRAMES];
+    uint8_t audio_loop[AUDIO_LOOP_FRAMES][AUDIO_FRAME_BYTES];
+    uint64_t next_check_us, next_consent_us, next_audio_us, next_video_us, next_rtcp_us;
+
+    /* Receiving, on the peer's thread */
+    OpusDecoder *decoder;
+    bool rx_video_any;
+    uint32_t rx_video_tag;
+    uint64_t rx_video_highest; /* (frame << 16 | index) of rx_video_tag */
+    int16_t decoded[PCM_DECODE_MAX];
+    uint8_t expect[TP_VIDEO_MAX_PAYLOAD];
+
+    /* Shared with other threads, under `lock` */
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* connected or failed */
+    struct tp_stats stats;
+    int16_t pcm[PCM_KEEP]; /* a ring of the last second decoded */
+    size_t pcm_pos;
+    uint64_t last_audio_us;
+};
+
+/* ------------------------------------------------------------------------- */
+/* Small helpers                                                              */
+/* ------------------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint16_t get16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] << 8 | b[1]);
+}
+
+static uint32_t get32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static void put16(uint8_t *b, uint16_t v)
+{
+    b[0] = (uint8_t)(v >> 8);
+    b[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+    put16(b, (uint16_t)(v >> 16));
+    put16(b + 2, (uint16_t)v);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Fills `out` with `len` random letters and digits (ICE characters), NUL-terminated. */
+static int random_token(char *out, size_t len)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t raw[64];
+    if (len > sizeof(raw) || RAND_bytes(raw, (int)len) != 1)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
+    out[len] = '\0';
+    return 0;
+}
+
+static uint32_t random_nonzero_u32(void)
+{
+    uint32_t v = 0;
+    while (v == 0)
+        if (RAND_bytes((uint8_t *)&v, sizeof(v)) != 1)
+            return 0x5eed1234u; /* RAND_bytes does not fail on Linux; stay usable anyway */
+    return v;
+}
+
+/* The video payload generator: splitmix64 seeded by (frame, index). */
+static void video_fill(uint8_t *out, size_t len, uint32_t frame, uint16_t index)
+{
+    uint64_t state = ((uint64_t)frame << 16 | index) ^ 0x9E3779B97F4A7C15ull;
+    size_t i = 0;
+    while (i < len) {
+        state += 0x9E3779B97F4A7C15ull;
+        uint64_t z = state;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        for (unsigned b = 0; b < 8 && i < len; b++, z >>= 8)
+            out[i++] = (uint8_t)z;
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sending datagrams                                                          */
+/* ------------------------------------------------------------------------- */
+
+/* Sends one datagram to the server, unless silent. Returns true when it went out. */
+static bool send_datagram(struct tp_peer *p, const uint8_t *data, size_t len)
+{
+    if (atomic_load(&p->silent))
+        return false;
+    ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&p->remote,
+                       sizeof(p->remote));
+    return n == (ssize_t)len;
+}
+
+/*
+ * Sends what OpenSSL wrote, split at record boundaries into datagrams of at
+ * most DTLS_MTU bytes. A memory BIO loses OpenSSL's datagram boundaries, so
+ * the records are found again by their 13-byte headers; several records of
+ * a flight share a datagram where they fit, as browsers do.
+ */
+static void dtls_flush(struct tp_peer *p)
+{
+    size_t pending = BIO_ctrl_pending(p->wbio);
+    if (pending == 0)
+        return;
+    uint8_t *buf = malloc(pending);
+    if (!buf)
+        return;
+    int n = BIO_read(p->wbio, buf, (int)pending);
+    size_t total = n > 0 ? (size_t)n : 0, start = 0, off = 0;
+    while (off < total) {
+        size_t record = total - off;
+        if (record >= 13 && 13u + get16(buf + off + 11) <= record)
+            record = 13u + get16(buf + off + 11);
+        if (off > start && off + record - start > DTLS_MTU) {
+            send_datagram(p, buf + start, off - start);
+            start = off;
+        }
+        off += record;
+    }
+    if (off > start)
+        send_datagram(p, buf + start, off - start);
+    free(buf);
+}
+
+/* A Binding request to the server: the nominating check, or a consent check. */
+static void send_binding_request(struct tp_peer *p, bool use_candidate)
+{
+    uint8_t *txid = p->txids[p->txid_next++ % TXID_RING];
+    if (RAND_bytes(txid, MEDIA_STUN_TXID_SIZE) != 1)
+        return;
+    /* The priority of the peer-reflexive candidate this check could make:
+     * type preference 110, local preference 65535, component 1 (RFC 8445). */
+    struct media_stun_request_params params = {
+        .txid = txid,
+        .remote_ufrag = p->remote_ufrag,
+        .local_ufrag = p->local_ufrag,
+        .remote_pwd = p->remote_pwd,
+        .priority = (110u << 24) | (65535u << 8) | 255u,
+        .controlling = true,
+        .tie_breaker = p->tie_breaker,
+        .use_candidate = use_candidate,
+    };
+    uint8_t buf[512];
+    int n = media_stun_build_binding_request(p->stun, &params, buf, sizeof(buf));
+    if (n > 0 && send_datagram(p, buf, (size_t)n)) {
+        pthread_mutex_lock(&p->lock);
+        p->stats.stun_sent++;
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/*
+ * Writes the RTP header with a one-byte-form extension (RFC 8285) holding
+ * the elements the answer kept: mid, abs-send-time, transport-wide-cc and,
+ * for audio, the audio level. Returns the header length.
+ */
+static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool marker, uint8_t *b,
+                               uint64_t now)
+{
+    b[0] = 0x80;
+    b[1] = (uint8_t)((marker ? 0x80 : 0) | s->pt);
+    put16(b + 2, s->seq++);
+    put32(b + 4, s->ts);
+    put32(b + 8, s->ssrc);
+    size_t pos = 16; /* the 4-byte extension head comes first */
+    size_t mid_len = strlen(s->mid);
+    if (s->ext_mid && mid_len >= 1 && mid_len <= 16) {
+        b[pos++] = (uint8_t)(s->ext_mid << 4 | (mid_len - 1));
+        memcpy(b + pos, s->mid, mid_len);
+        pos += mid_len;
+    }
+    if (s->ext_abs_send_time) {
+        uint32_t abs = (uint32_t)(((now << 18) / 1000000u) & 0xFFFFFFu);
+        b[pos++] = (uint8_t)(s->ext_abs_send_time << 4 | 2);
+        b[pos++] = (uint8_t)(abs >> 16);
+        b[pos++] = (uint8_t)(abs >> 8);
+        b[pos++] = (uint8_t)abs;
+    }
+    if (s->ext_twcc) {
+        b[pos++] = (uint8_t)(s->ext_twcc << 4 | 1);
+        put16(b + pos, p->twcc_seq++);
+        pos += 2;
+    }
+    if (s->ext_audio_level) {
+        b[pos++] = (uint8_t)(s->ext_audio_level << 4);
+        b[pos++] = 0x80 | AUDIO_LEVEL_DBOV; /* V: voice activity */
+    }
+    if (pos == 16)
+        return 12;
+    while (pos % 4)
+        b[pos++] = 0;
+    b[0] |= 0x10;
+    put16(b + 12, MEDIA_RTP_EXT_ONE_BYTE);
+    put16(b + 14, (uint16_t)((pos - 16) / 4));
+    return pos;
+}
+
+/* Protects and sends one RTP packet of `len` bytes in `buf` (DATAGRAM_MAX bytes). */
+static bool send_rtp(struct tp_peer *p, uint8_t *buf, size_t len)
+{
+    int n = media_srtp_protect_rtp(p->srtp, buf, len, DATAGRAM_MAX);
+    return n > 0 && send_datagram(p, buf, (size_t)n);
+}
+
+static void send_audio_frame(struct tp_peer *p, uint64_t now)
+{
+    uint8_t buf[DATAGRAM_MAX];
+    unsigned i = p->audio_loop_next++ % AUDIO_LOOP_FRAMES;
+    size_t h = write_rtp_header(p, &p->audio, false, buf, now);
+    memcpy(buf + h, p->audio_loop[i], (size_t)p->audio_loop_len[i]);
+    p->audio.ts += AUDIO_FRAME;
+    if (send_rtp(p, buf, h + (size_t)p->audio_loop_len[i])) {
+        pthread_mutex_lock(&p->lock);
+        p->stats.audio_sent++;
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/*
+ * One VP8-shaped frame: kbps*1000/8/fps bytes of RTP payload (5x on key
+ * frames), split into packets of at most TP_VIDEO_MAX_PAYLOAD bytes, the
+ * marker bit on the last, all with the frame's 90 kHz timestamp.
+ */
+static void send_video_frame(struct tp_peer *p, uint64_t now)
+{
+    uint32_t frame = p->video_frame++;
+    size_t size = (size_t)p->cfg.video_kbps * 1000u / 8u / p->cfg.video_fps;
+    if (frame % TP_VIDEO_KEYFRAME_EVERY == 0)
+        size *= VIDEO_KEY_SCALE;
+    size_t packets = (size + TP_VIDEO_MAX_PAYLOAD - 1) / TP_VIDEO_MAX_PAYLOAD;
+    if (packets == 0)
+        packets = 1;
+    size_t data_total = size > packets * VIDEO_OVERHEAD ? size - packets * VIDEO_OVERHEAD : 0;
+    uint64_t sent = 0;
+    for (size_t i = 0; i < packets; i++) {
+        size_t data_len = data_total / packets + (i < data_total % packets ? 1 : 0);
+        uint8_t buf[DATAGRAM_MAX];
+        size_t h = write_rtp_header(p, &p->video, i + 1 == packets, buf, now);
+        uint8_t *payload = buf + h;
+        payload[0] = i == 0 ? 0x10 : 0x00; /* VP8 descriptor: S bit on a frame's start */
+        put32(payload + 1, TP_VIDEO_MAGIC);
+        put32(payload + 5, p->cfg.video_tag);
+        put32(payload + 9, frame);
+        put16(payload + 13, (uint16_t)i);
+        put16(payload + 15, (uint16_t)data_len);
+        video_fill(payload + VIDEO_OVERHEAD, data_len, frame, (uint16_t)i);
+        if (send_rtp(p, buf, h + VIDEO_OVERHEAD + data_len))
+            sent++;
+    }
+    p->video.ts += VIDEO_CLOCK / p->cfg.video_fps;
+    pthread_mutex_lock(&p->lock);
+    p->stats.video_sent += sent;
+    if (sent)
+        p->stats.video_frames_sent++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* An empty receiver report from our first SSRC, so the server sees RTCP flowing. */
+static void send_rtcp_report(struct tp_peer *p)
+{
+    uint8_t buf[DATAGRAM_MAX];
+    int n = media_rtcp_build_rr(p->audio_ssrc, NULL, 0, buf, sizeof(buf));
+    if (n <= 0)
+        return;
+    n = media_srtp_protect_rtcp(p->srtp, buf, (size_t)n, sizeof(buf));
+    if (n > 0)
+        send_datagram(p, buf, (size_t)n);
+}
+
+/* ------------------------------------------------------------------------- */
+/* DTLS client                                                                */
+/* ------------------------------------------------------------------------- */
+
+static bool fingerprint_matches(const struct tp_peer *p, X509 *cert)
+{
+    for (unsigned i = 0; i < p->remote_fp_count; i++) {
+        const struct media_sdp_fingerprint *fp = &p->remote_fps[i];
+        const EVP_MD *md = fp->hash == MEDIA_SDP_SHA512   ? EVP_sha512()
+                           : fp->hash == MEDIA_SDP_SHA384 ? EVP_sha384()
+                                                          : EVP_sha256();
+        uint8_t digest[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        if (cert && X509_digest(cert, md, digest, &len) && len == fp->len &&
+            CRYPTO_memcmp(digest, fp->bytes, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The server's certificate is self-signed: only its fingerprint counts
+ * (RFC 8827). Checking it here, during the handshake, makes OpenSSL refuse
+ * a wrong one with a bad_certificate alert, as a browser does.
+ */
+static int verify_server(int preverify_ok, X509_STORE_CTX *store)
+{
+    (void)preverify_ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct tp_peer *p = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (!p)
+        return 0;
+    if (X509_STORE_CTX_get_error_depth(store) != 0)
+        return 1;
+    if (!fingerprint_matches(p, X509_STORE_CTX_get_current_cert(store))) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
+        return 0;
+    }
+    X509_STORE_CTX_set_error(store, X509_V_OK);
+    return 1;
+}
+
+static void dtls_info(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_ALERT) || !(where & SSL_CB_READ))
+        return;
+    struct tp_peer *p = SSL_get_app_data(ssl);
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stats.dtls_alert = ret & 0xFF;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Retransmission: from 100 ms (a browser starts near 50 ms), doubling up to 60 s. */
+static unsigned int dtls_timer(SSL *ssl, unsigned int previous_us)
+{
+    (void)ssl;
+    if (previous_us == 0)
+        return DTLS_FIRST_TIMER_US;
+    if (previous_us >= DTLS_MAX_TIMER_US / 2)
+        return DTLS_MAX_TIMER_US;
+    return previous_us * 2;
+}
+
+static void dtls_fail(struct tp_peer *p)
+{
+    p->phase = PHASE_FAILED;
+    pthread_mutex_lock(&p->lock);
+    p->stats.dtls_failed = true;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * The handshake is done: check the certificate once more, export the keys
+ * (client key, server key, client salt, server salt: RFC 5764 section 4.2)
+ * and make the SRTP sessions, ours keyed with the client half.
+ */
+static void dtls_connected(struct tp_peer *p)
+{
+    if (!fingerprint_matches(p, SSL_get0_peer_certificate(p->ssl))) {
+        dtls_fail(p);
+        return;
+    }
+    const SRTP_PROTECTION_PROFILE *sp = SSL_get_selected_srtp_profile(p->ssl);
+    struct media_srtp_keys k;
+    memset(&k, 0, sizeof(k));
+    if (sp && sp->id == SRTP_AEAD_AES_128_GCM)
+        k.profile = MEDIA_SRTP_PROFILE_AEAD_AES_128_GCM;
+    else if (sp && sp->id == SRTP_AES128_CM_SHA1_80)
+        k.profile = MEDIA_SRTP_PROFILE_AES_CM_128_HMAC_SHA1_80;
+    size_t kl, sl;
+    uint8_t m[2 * (MEDIA_SRTP_KEY_MAX + MEDIA_SRTP_SALT_MAX)];
+    if (media_srtp_profile_lengths(k.profile, &kl, &sl) != 0 ||
+        SSL_export_keying_material(p->ssl, m, 2 * (kl + sl), "EXTRACTOR-dtls_srtp", 19, NULL, 0,
+                                   0) != 1) {
+        dtls_fail(p);
+        return;
+    }
+    k.key_len = (uint8_t)kl;
+    k.salt_len = (uint8_t)sl;
+    memcpy(k.local_key, m, kl);
+    memcpy(k.remote_key, m + kl, kl);
+    memcpy(k.local_salt, m + 2 * kl, sl);
+    memcpy(k.remote_salt, m + 2 * kl + sl, sl);
+    p->srtp = media_srtp_new(&k, NULL);
+    OPENSSL_cleanse(m, sizeof(m));
+    OPENSSL_cleanse(&k, sizeof(k));
+    if (!p->srtp) {
+        dtls_fail(p);
+        return;
+    }
+    p->phase = PHASE_CONNECTED;
+    uint64_t now = now_us();
+    p->next_audio_us = now;
+    p->next_video_us = now;
+    p->next_rtcp_us = now;
+    pthread_mutex_lock(&p->lock);
+    p->stats.connected = true;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Runs the handshake, or reads what the connection has (alerts, close_notify). */
+static void dtls_step(struct tp_peer *p)
+{
+    if (p->phase == PHASE_DTLS) {
+        int r = SSL_do_handshake(p->ssl);
+        if (r == 1) {
+            dtls_connected(p);
+        } else {
+            int e = SSL_get_error(p->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                dtls_fail(p);
+        }
+    } else if (p->phase == PHASE_CONNECTED) {
+        uint8_t scratch[DATAGRAM_MAX];
+        for (;;) {
+            int r = SSL_read(p->ssl, scratch, sizeof(scratch));
+            if (r > 0)
+                continue; /* no data channel: application data has nowhere to go */
+            int e = SSL_get_error(p->ssl, r);
+            if (e == SSL_ERROR_ZERO_RETURN) {
+                p->phase = PHASE_FAILED;
+                pthread_mutex_lock(&p->lock);
+                p->stats.dtls_closed = true;
+                pthread_mutex_unlock(&p->lock);
+            } else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                dtls_fail(p);
+            }
+            break;
+        }
+    }
+    dtls_flush(p);
+    ERR_clear_error();
+}
+
+static void dtls_timeout(struct tp_peer *p)
+{
+    if (DTLSv1_handle_timeout(p->ssl) < 0)
+        dtls_fail(p);
+    dtls_flush(p);
+    ERR_clear_error();
+}
+
+/* ------------------------------------------------------------------------- */
+/* Receiving                                                                  */
+/* ------------------------------------------------------------------------- */
+
+static bool txid_ours(const struct tp_peer *p, const uint8_t *txid)
+{
+    for (unsigned i = 0; i < TXID_RING && i < p->txid_next; i++)
+        if (memcmp(p->txids[i], txid, MEDIA_STUN_TXID_SIZE) == 0)
+            return true;
+    return false;
+}
+
+static void on_stun(struct tp_peer *p, const uint8_t *data, size_t len,
+                    const struct sockaddr_storage *from)
+{
+    struct media_stun_msg m;
+    if (media_stun_parse(data, len, &m) != 0)
+        return;
+    if (m.type == MEDIA_STUN_BINDING_REQUEST) {
+        /* The server is ICE-lite and never checks; answer anyway, as a full agent would. */
+        if (media_stun_check_binding(p->stun, &m, p->local_ufrag, p->local_pwd, p->remote_ufrag) !=
+            MEDIA_STUN_CHECK_OK)
+            return;
+        uint8_t buf[512];
+        int n =
+            media_stun_build_binding_success(p->stun, m.txid, from, p->local_pwd, buf, sizeof(buf));
+        if (n > 0)
+            send_datagram(p, buf, (size_t)n);
+        return;
+    }
+    if (m.type != MEDIA_STUN_BINDING_SUCCESS || !txid_ours(p, m.txid) || !m.has_xor_mapped ||
+        media_stun_verify_fingerprint(&m) != 0 ||
+        media_stun_verify_integrity(p->stun, &m, p->remote_pwd) != 0)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stats.stun_success_received++;
+    pthread_mutex_unlock(&p->lock);
+    if (p->phase == PHASE_ICE) {
+        p->phase = PHASE_DTLS;
+        p->next_consent_us = now_us() + (uint64_t)p->cfg.consent_interval_ms * 1000u;
+        dtls_step(p); /* sends the ClientHello */
+    }
+}
+
+/* Checks one received video payload against what its sender's generator makes. */
+static void check_video(struct tp_peer *p, const uint8_t *payload, size_t len, uint64_t *mismatch,
+                        uint64_t *out_of_order, uint32_t *tag)
+{
+    if (len < VIDEO_OVERHEAD || get32(payload + 1) != TP_VIDEO_MAGIC) {
+        (*mismatch)++;
+        return;
+    }
+    *tag = get32(payload + 5);
+    uint32_t frame = get32(payload + 9);
+    uint16_t index = get16(payload + 13);
+    size_t data_len = get16(payload + 15);
+    uint8_t descriptor = index == 0 ? 0x10 : 0x00;
+    if (payload[0] != descriptor || data_len != len - VIDEO_OVERHEAD ||
+        data_len > sizeof(p->expect)) {
+        (*mismatch)++;
+        return;
+    }
+    video_fill(p->expect, data_len, frame, index);
+    if (memcmp(p->expect, payload + VIDEO_OVERHEAD, data_len) != 0)
+        (*mismatch)++;
+    uint64_t key = (uint64_t)frame << 16 | index;
+    if (p->rx_video_any && *tag == p->rx_video_tag) {
+        if (key < p->rx_video_highest)
+            (*out_of_order)++;
+        else
+            p->rx_video_highest = key;
+    } else {
+        /* Another sender (the relay switched sources): its numbering starts afresh. */
+        p->rx_video_any = true;
+        p->rx_video_tag = *tag;
+        p->rx_video_highest = key;
+    }
+}
+
+static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
+{
+    int n = media_srtp_unprotect_rtp(p->srtp, data, len);
+    struct media_rtp_view v;
+    if (n < 0 || media_rtp_parse(data, (size_t)n, &v) != 0) {
+        pthread_mutex_lock(&p->lock);
+        p->stats.srtp_errors += n < 0;
+        pthread_mutex_unlock(&p->lock);
+        return;
+    }
+    if (v.payload_type == p->rx_audio_pt && v.payload_len > 0) {
+        /* (An empty payload would make the decoder conceal a loss: not audio we received.) */
+        int samples = opus_decode(p->decoder, v.payload, (opus_int32)v.payload_len, p->decoded,
+                                  PCM_DECODE_MAX, 0);
+        uint64_t now = now_us();
+        pthread_mutex_lock(&p->lock);
+        p->stats.audio_received++;
+        p->stats.last_audio_ssrc_received = v.ssrc;
+        for (int i = 0; i < samples; i++) {
+            p->pcm[p->pcm_pos] = p->decoded[i];
+            p->pcm_pos = (p->pcm_pos + 1) % PCM_KEEP;
+        }
+        if (samples > 0) {
+            p->stats.audio_decoded_samples += (uint64_t)samples;
+            p->last_audio_us = now;
+        }
+        pthread_mutex_unlock(&p->lock);
+    } else if (v.payload_type == p->rx_video_pt) {
+        uint64_t mismatch = 0, out_of_order = 0;
+        uint32_t tag = 0;
+        check_video(p, v.payload, v.payload_len, &mismatch, &out_of_order, &tag);
+        pthread_mutex_lock(&p->lock);
+        p->stats.video_received++;
+        p->stats.video_payload_mismatches += mismatch;
+        p->stats.video_out_of_order += out_of_order;
+        p->stats.last_video_ssrc_received = v.ssrc;
+        if (tag)
+            p->stats.last_video_tag_received = tag;
+        pthread_mutex_unlock(&p->lock);
+    }
+    /* Anything else (RTX, unknown payload types) is not ours to check. */
+}
+
+static void on_rtcp(struct tp_peer *p, uint8_t *data, size_t len)
+{
+    int n = media_srtp_unprotect_rtcp(p->srtp, data, len);
+    pthread_mutex_lock(&p->lock);
+    if (n < 0)
+        p->stats.srtp_errors++;
+    else
+        p->stats.rtcp_received++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static bool from_server(const struct tp_peer *p, const struct sockaddr_storage *from)
+{
+    const struct sockaddr_in *in = (const struct sockaddr_in *)from;
+    return from->ss_family == AF_INET && in->sin_port == p->remote.sin_port &&
+           in->sin_addr.s_addr == p->remote.sin_addr.s_addr;
+}
+
+/*
+ * Reads every datagram waiting and classifies each by its first byte (RFC
+ * 7983): STUN from anyone (ICE learns addresses from checks), DTLS and SRTP
+ * only from the server's candidate, like a browser on its selected pair.
+ */
+static void receive_all(struct tp_peer *p)
+{
+    uint8_t buf[DATAGRAM_MAX];
+    for (;;) {
+        struct sockaddr_storage from;
+        socklen_t from_len = sizeof(from);
+        ssize_t n =
+            recvfrom(p->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &from_len);
+        if (n <= 0)
+            return;
+        uint8_t b = buf[0];
+        if (b <= 3) {
+            on_stun(p, buf, (size_t)n, &from);
+        } else if (!from_server(p, &from)) {
+            continue;
+        } else if (b >= 20 && b <= 63) {
+            if (p->phase == PHASE_DTLS || p->phase == PHASE_CONNECTED) {
+                BIO_write(p->rbio, buf, (int)n);
+                dtls_step(p);
+            }
+        } else if (b >= 128 && b <= 191 && p->phase == PHASE_CONNECTED) {
+            enum media_rtp_kind kind = media_rtp_demux(buf, (size_t)n);
+            if (kind == MEDIA_RTP_KIND_RTCP)
+                on_rtcp(p, buf, (size_t)n);
+            else if (kind == MEDIA_RTP_KIND_RTP)
+                on_rtp(p, buf, (size_t)n);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* The peer's thread                                                          */
+/* ------------------------------------------------------------------------- */
+
+/* Moves a media clock on by `period`; a clock far behind (a stall) skips ahead. */
+static void advance(uint64_t *deadline, uint64_t period, uint64_t now)
+{
+    *deadline += period;
+    if (*deadline + RESYNC_LATE_US < now)
+        *deadline = now + period;
+}
+
+/* Runs whatever is due; returns the next deadline (UINT64_MAX: none). */
+static uint64_t run_timers(struct tp_peer *p, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+    if (p->phase == PHASE_ICE) {
+        if (now >= p->next_check_us) {
+            send_binding_request(p, true);
+            advance(&p->next_check_us, ICE_RETRY_US, now);
+        }
+        next = p->next_check_us;
+    }
+    if (p->phase == PHASE_DTLS) {
+        struct timeval tv;
+        if (DTLSv1_get_timeout(p->ssl, &tv) == 1) {
+            if (tv.tv_sec == 0 && tv.tv_usec == 0)
+                dtls_timeout(p);
+            if (p->phase == PHASE_DTLS && DTLSv1_get_timeout(p->ssl, &tv) == 1)
+                next = now + (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+        }
+    }
+    if (p->phase != PHASE_ICE) {
+        if (now >= p->next_consent_us) {
+            send_binding_request(p, false);
+            advance(&p->next_consent_us, (uint64_t)p->cfg.consent_interval_ms * 1000u, now);
+        }
+        if (p->next_consent_us < next)
+            next = p->next_consent_us;
+    }
+    if (p->phase == PHASE_CONNECTED) {
+        if (p->audio.enabled) {
+            if (now >= p->next_audio_us) {
+                send_audio_frame(p, now);
+                advance(&p->next_audio_us, 20000, now);
+            }
+            if (p->next_audio_us < next)
+                next = p->next_audio_us;
+        }
+        if (p->video.enabled) {
+            if (now >= p->next_video_us) {
+                send_video_frame(p, now);
+                advance(&p->next_video_us, 1000000u / p->cfg.video_fps, now);
+            }
+            if (p->next_video_us < next)
+                next = p->next_video_us;
+        }
+        if (now >= p->next_rtcp_us) {
+            send_rtcp_report(p);
+            advance(&p->next_rtcp_us, RTCP_INTERVAL_US, now);
+        }
+        if (p->next_rtcp_us < next)
+            next = p->next_rtcp_us;
+    }
+    return next;
+}
+
+static void *peer_thread(void *arg)
+{
+    struct tp_peer *p = arg;
+    p->next_check_us = now_us();
+    while (!atomic_load(&p->stop)) {
+        uint64_t now = now_us();
+        uint64_t next = run_timers(p, now);
+        int timeout = -1;
+        if (next != UINT64_MAX) {
+            now = now_us();
+            /* Rounded up: waking a little early would only spin until the deadline. */
+            timeout = next <= now ? 0 : (int)((next - now + 999) / 1000);
+        }
+        struct pollfd fds[2] = {{.fd = p->fd, .events = POLLIN},
+                                {.fd = p->wake_fd, .events = POLLIN}};
+        if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents & POLLIN)
+            receive_all(p);
+    }
+    if (p->phase == PHASE_CONNECTED) {
+        SSL_shutdown(p->ssl); /* close_notify, dropped by dtls_flush when silent */
+        dtls_flush(p);
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Set-up                                                                     */
+/* ------------------------------------------------------------------------- */
+
+static X509 *self_signed(EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    uint8_t serial[8];
+    BIGNUM *bn = NULL;
+    if (!x || RAND_bytes(serial, sizeof(serial)) != 1)
+        goto fail;
+    serial[0] &= 0x7F;
+    bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) || !X509_set_version(x, 2) ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+        !X509_gmtime_adj(X509_getm_notAfter(x), 30L * 24 * 3600) || !X509_set_pubkey(x, key))
+        goto fail;
+    X509_NAME *name = X509_get_subject_name(x);
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"WebRTC", -1,
+                                    -1, 0) ||
+        !X509_set_issuer_name(x, name) || X509_sign(x, key, EVP_sha256()) <= 0)
+        goto fail;
+    BN_free(bn);
+    return x;
+fail:
+    BN_free(bn);
+    X509_free(x);
+    return NULL;
+}
+
+static int dtls_setup(struct tp_peer *p)
+{
+    p->key = EVP_EC_gen("P-256");
+    p->cert = p->key ? self_signed(p->key) : NULL;
+    if (!p->cert)
+        return -1;
+    unsigned n = 0;
+    if (!X509_digest(p->cert, EVP_sha256(), p->fingerprint, &n) || n != 32)
+        return -1;
+    p->ssl_ctx = SSL_CTX_new(DTLS_client_method());
+    if (!p->ssl_ctx || !SSL_CTX_set_min_proto_version(p->ssl_ctx, DTLS1_2_VERSION) ||
+        SSL_CTX_use_certificate(p->ssl_ctx, p->cert) != 1 ||
+        SSL_CTX_use_PrivateKey(p->ssl_ctx, p->key) != 1 ||
+        SSL_CTX_set_tlsext_use_srtp(p->ssl_ctx, "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80") !=
+            0)
+        return -1;
+    SSL_CTX_set_verify(p->ssl_ctx, SSL_VERIFY_PEER, verify_server);
+    SSL_CTX_set_options(p->ssl_ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
+    SSL_CTX_set_info_callback(p->ssl_ctx, dtls_info);
+
+    p->ssl = SSL_new(p->ssl_ctx);
+    if (!p->ssl)
+        return -1;
+    p->rbio = BIO_new(BIO_s_mem());
+    p->wbio = BIO_new(BIO_s_mem());
+    if (!p->rbio || !p->wbio) {
+        BIO_free(p->rbio);
+        BIO_free(p->wbio);
+        p->rbio = p->wbio = NULL;
+        return -1;
+    }
+    BIO_set_mem_eof_return(p->rbio, -1);
+    BIO_set_mem_eof_return(p->wbio, -1);
+    SSL_set_bio(p->ssl, p->rbio, p->wbio);
+    SSL_set_app_data(p->ssl, p);
+    SSL_set_connect_state(p->ssl);
+    DTLS_set_timer_cb(p->ssl, dtls_timer);
+    if (!DTLS_set_link_mtu(p->ssl, DTLS_MTU))
+        return -1;
+
+    memcpy(p->offered_fingerprint, p->fingerprint, sizeof(p->fingerprint));
+    if (p->cfg.lie_about_fingerprint) {
+        if (RAND_bytes(p->offered_fingerprint, sizeof(p->offered_fingerprint)) != 1)
+            return -1;
+        if (memcmp(p->offered_fingerprint, p->fingerprint, sizeof(p->fingerprint)) == 0)
+            p->offered_fingerprint[0] ^= 0xFF;
+    }
+    return 0;
+}
+
+/*
+ * Encodes one second of the tone after one second of warm-up, so that the
+ * loop starts from the encoder's steady state; an integer frequency is then
+ * phase-continuous where the loop wraps. Encoding once keeps a load
+ * generator's peers cheap.
+ */
+static int audio_setup(struct tp_peer *p)
+{
+    int err = 0;
+    OpusEncoder *enc = opus_encoder_create(AUDIO_RATE, 1, OPUS_APPLICATION_AUDIO, &err);
+    if (!enc || err != OPUS_OK)
+        return -1;
+    opus_encoder_ctl(enc, OPUS_SET_BITRATE(32000));
+    int16_t pcm[AUDIO_FRAME];
+    uint64_t sample = 0;
+    int rc = 0;
+    for (unsigned f = 0; f < 2 * AUDIO_LOOP_FRAMES && rc == 0; f++) {
+        for (unsigned i = 0; i < AUDIO_FRAME; i++, sample++) {
+            double t = (double)(sample % AUDIO_RATE) / AUDIO_RATE;
+            pcm[i] =
+                (int16_t)lrint(AUDIO_AMPLITUDE * 32767.0 * sin(2.0 * M_PI * p->cfg.tone_hz * t));
+        }
+        uint8_t scratch[AUDIO_FRAME_BYTES];
+        bool keep = f >= AUDIO_LOOP_FRAMES;
+        uint8_t *out = keep ? p->audio_loop[f - AUDIO_LOOP_FRAMES] : scratch;
+        int n = opus_encode(enc, pcm, AUDIO_FRAME, out, AUDIO_FRAME_BYTES);
+        if (n <= 0)
+            rc = -1;
+        else if (keep)
+            p->audio_loop_len[f - AUDIO_LOOP_FRAMES] = n;
+    }
+    opus_encoder_destroy(enc);
+    return rc;
+}
+
+struct tp_peer *tp_peer_new(const struct tp_config *cfg, char *err, size_t errlen)
+{
+    static const struct tp_config defaults = {0};
+    if (!cfg)
+        cfg = &defaults;
+    struct tp_peer *p = calloc(1, sizeof(*p));
+    if (!p) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->fd = -1;
+    p->wake_fd = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    p->stats.dtls_alert = -1;
+    p->rx_audio_pt = -1;
+    p->rx_video_pt = -1;
+
+    p->cfg = *cfg;
+    snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "peer");
+    p->cfg.name = p->name;
+    if (p->cfg.video_fps == 0)
+        p->cfg.video_fps = 30;
+    if (p->cfg.consent_interval_ms == 0)
+        p->cfg.consent_interval_ms = 2000;
+    if (p->cfg.video_tag == 0)
+        p->cfg.video_tag = random_nonzero_u32();
+    if (!(p->cfg.tone_hz >= 0.0 && p->cfg.tone_hz < AUDIO_RATE / 2) || p->cfg.video_fps > 1000) {
+        set_err(err, errlen, "%s: tone_hz or video_fps out of range", p->name);
+        goto fail;
+    }
+
+    p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t local_len = sizeof(local);
+    if (p->fd < 0 || bind(p->fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
+        getsockname(p->fd, (struct sockaddr *)&local, &local_len) != 0) {
+        set_err(err, errlen, "%s: UDP socket on 127.0.0.1: %s", p->name, strerror(errno));
+        goto fail;
+    }
+    p->local_port = ntohs(local.sin_port);
+    /* Key frames leave in one burst; without room the kernel would drop some. */
+    int size = SOCKET_BUFFER;
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    setsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->wake_fd < 0) {
+        set_err(err, errlen, "%s: eventfd: %s", p->name, strerror(errno));
+        goto fail;
+    }
+
+    p->stun = media_stun_ctx_new();
+    if (!p->stun || random_token(p->local_ufrag, 8) != 0 || random_token(p->local_pwd, 24) != 0 ||
+        random_token(p->cname, 16) != 0 || random_token(p->stream_id, 16) != 0 ||
+        random_token(p->audio_track, 16) != 0 || random_token(p->video_track, 16) != 0 ||
+        RAND_bytes((uint8_t *)&p->tie_breaker, sizeof(p->tie_breaker)) != 1 ||
+        RAND_bytes((uint8_t *)&p->session_id, sizeof(p->session_id)) != 1) {
+        set_err(err, errlen, "%s: OpenSSL (HMAC or random) failed", p->name);
+        goto fail;
+    }
+    p->session_id &= INT64_MAX;
+    p->audio_ssrc = random_nonzero_u32();
+    do
+        p->video_ssrc = random_nonzero_u32();
+    while (p->video_ssrc == p->audio_ssrc);
+    do
+        p->rtx_ssrc = random_nonzero_u32();
+    while (p->rtx_ssrc == p->audio_ssrc || p->rtx_ssrc == p->video_ssrc);
+
+    if (dtls_setup(p) != 0) {
+        set_err(err, errlen, "%s: DTLS client set-up failed", p->name);
+        goto fail;
+    }
+    int opus_err = 0;
+    p->decoder = opus_decoder_create(AUDIO_RATE, 1, &opus_err);
+    if (!p->decoder || opus_err != OPUS_OK || (p->cfg.tone_hz > 0 && audio_setup(p) != 0)) {
+        set_err(err, errlen, "%s: Opus set-up failed", p->name);
+        goto fail;
+    }
+    ERR_clear_error();
+    return p;
+fail:
+    ERR_clear_error();
+    tp_peer_free(p);
+    return NULL;
+}
+
+void tp_peer_free(struct tp_peer *p)
+{
+    if (!p)
+        return;
+    tp_peer_stop(p);
+    SSL_free(p->ssl); /* and its BIOs */
+    SSL_CTX_free(p->ssl_ctx);
+    X509_free(p->cert);
+    EVP_PKEY_free(p->key);
+    media_srtp_free(p->srtp);
+    media_stun_ctx_free(p->stun);
+    if (p->decoder)
+        opus_decoder_destroy(p->decoder);
+    if (p->fd >= 0)
+        close(p->fd);
+    if (p->wake_fd >= 0)
+        close(p->wake_fd);
+    pthread_cond_destroy(&p->changed);
+    pthread_mutex_destroy(&p->lock);
+    OPENSSL_cleanse(p->local_pwd, sizeof(p->local_pwd));
+    ERR_clear_error();
+    free(p);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Offer and answer                                                           */
+/* ------------------------------------------------------------------------- */
+
+/* The transport lines every m-line repeats (Chrome writes them on each). */
+static void put_transport(FILE *f, const struct tp_peer *p, const char *fingerprint, int mid)
+{
+    fprintf(f,
+            "c=IN IP4 0.0.0.0\r\n"
+            "a=rtcp:9 IN IP4 0.0.0.0\r\n"
+            "a=ice-ufrag:%s\r\n"
+            "a=ice-pwd:%s\r\n"
+            "a=ice-options:trickle\r\n"
+            "a=fingerprint:sha-256 %s\r\n"
+            "a=setup:actpass\r\n"
+            "a=mid:%d\r\n",
+            p->local_ufrag, p->local_pwd, fingerprint, mid);
+}
+
+static void put_ssrc(FILE *f, const struct tp_peer *p, uint32_t ssrc, const char *track)
+{
+    fprintf(f, "a=ssrc:%" PRIu32 " cname:%s\r\n", ssrc, p->cname);
+    fprintf(f, "a=ssrc:%" PRIu32 " msid:%s %s\r\n", ssrc, p->stream_id, track);
+}
+
+char *tp_peer_offer(struct tp_peer *p)
+{
+    char fingerprint[MEDIA_DTLS_FINGERPRINT_TEXT_SIZE];
+    if (media_dtls_fingerprint_format(p->offered_fingerprint, 32, fingerprint,
+                                      sizeof(fingerprint)) < 0)
+        return NULL;
+    bool send_audio = p->cfg.tone_hz > 0, send_video = p->cfg.video_kbps > 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fprintf(f,
+            "v=0\r\n"
+            "o=- %" PRIu64 " 2 IN IP4 127.0.0.1\r\n"
+            "s=-\r\n"
+            "t=0 0\r\n"
+            "a=group:BUNDLE 0 1\r\n"
+            "a=extmap-allow-mixed\r\n"
+            "a=msid-semantic: WMS %s\r\n",
+            p->session_id, p->stream_id);
+
+    fprintf(f, "m=audio 9 UDP/TLS/RTP/SAVPF %d\r\n", TP_OFFER_OPUS_PT);
+    put_transport(f, p, fingerprint, 0);
+    fprintf(f,
+            "a=extmap:%d urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
+            "a=extmap:%d http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+            "a=extmap:%d "
+            "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
+            "a=extmap:%d urn:ietf:params:rtp-hdrext:sdes:mid\r\n",
+            TP_EXT_AUDIO_LEVEL, TP_EXT_ABS_SEND_TIME, TP_EXT_TRANSPORT_CC, TP_EXT_MID);
+    if (send_audio)
+        fprintf(f, "a=sendrecv\r\na=msid:%s %s\r\n", p->stream_id, p->audio_track);
+    else
+        fprintf(f, "a=recvonly\r\n");
+    fprintf(f,
+            "a=rtcp-mux\r\n"
+            "a=rtcp-rsize\r\n"
+            "a=rtpmap:%d opus/48000/2\r\n"
+            "a=rtcp-fb:%d transport-cc\r\n"
+            "a=fmtp:%d minptime=10;useinbandfec=1\r\n",
+            TP_OFFER_OPUS_PT, TP_OFFER_OPUS_PT, TP_OFFER_OPUS_PT);
+    if (send_audio)
+        put_ssrc(f, p, p->audio_ssrc, p->audio_track);
+
+    fprintf(f, "m=video 9 UDP/TLS/RTP/SAVPF %d %d\r\n", TP_OFFER_VP8_PT, TP_OFFER_RTX_PT);
+    put_transport(f, p, fingerprint, 1);
+    fprintf(f,
+            "a=extmap:%d http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+            "a=extmap:%d "
+            "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
+            "a=extmap:%d urn:ietf:params:rtp-hdrext:sdes:mid\r\n",
+            TP_EXT_ABS_SEND_TIME, TP_EXT_TRANSPORT_CC, TP_EXT_MID);
+    if (send_video)
+        fprintf(f, "a=sendrecv\r\na=msid:%s %s\r\n", p->stream_id, p->video_track);
+    else
+        fprintf(f, "a=recvonly\r\n");
+    fprintf(f,
+            "a=rtcp-mux\r\n"
+            "a=rtcp-rsize\r\n"
+            "a=rtpmap:%d VP8/90000\r\n"
+            "a=rtcp-fb:%d goog-remb\r\n"
+            "a=rtcp-fb:%d transport-cc\r\n"
+            "a=rtcp-fb:%d ccm fir\r\n"
+            "a=rtcp-fb:%d nack\r\n"
+            "a=rtcp-fb:%d nack pli\r\n"
+            "a=rtpmap:%d rtx/90000\r\n"
+            "a=fmtp:%d apt=%d\r\n",
+            TP_OFFER_VP8_PT, TP_OFFER_VP8_PT, TP_OFFER_VP8_PT, TP_OFFER_VP8_PT, TP_OFFER_VP8_PT,
+            TP_OFFER_VP8_PT, TP_OFFER_RTX_PT, TP_OFFER_RTX_PT, TP_OFFER_VP8_PT);
+    if (send_video) {
+        fprintf(f, "a=ssrc-group:FID %" PRIu32 " %" PRIu32 "\r\n", p->video_ssrc, p->rtx_ssrc);
+        put_ssrc(f, p, p->video_ssrc, p->video_track);
+        put_ssrc(f, p, p->rtx_ssrc, p->video_track);
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/*
+ * Finds the first "a=candidate:<foundation> <component> udp <priority> <ip>
+ * <port> typ <type>" line. Returns 0, or -1 with `err`.
+ */
+static int find_candidate(struct tp_peer *p, const char *sdp, char *err, size_t errlen)
+{
+    for (const char *line = strstr(sdp, "a=candidate:"); line;
+         line = strstr(line + 1, "a=candidate:")) {
+        if (line != sdp && line[-1] != '\n')
+            continue;
+        char transport[16], ip[64], typ[8];
+        unsigned component = 0, port = 0;
+        if (sscanf(line, "a=candidate:%*s %u %15s %*u %63s %u %7s", &component, transport, ip,
+                   &port, typ) != 5 ||
+            component != 1 || strcasecmp(transport, "udp") != 0 || strcmp(typ, "typ") != 0)
+            continue;
+        struct in_addr addr;
+        if (inet_pton(AF_INET, ip, &addr) != 1 || addr.s_addr != htonl(INADDR_LOOPBACK)) {
+            set_err(err, errlen,
+                    "%s: the answer's candidate is %s; the test peer only talks to "
+                    "127.0.0.1",
+                    p->name, ip);
+            return -1;
+        }
+        if (port == 0 || port > 65535) {
+            set_err(err, errlen, "%s: the answer's candidate has port %u", p->name, port);
+            return -1;
+        }
+        p->remote.sin_family = AF_INET;
+        p->remote.sin_addr = addr;
+        p->remote.sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    set_err(err, errlen, "%s: the answer has no UDP host candidate", p->name);
+    return -1;
+}
+
+/* Takes what we send and receive on one accepted m-line of the answer. */
+static void take_mline(struct out_stream *s, const struct media_sdp_mline *m, bool we_send,
+                       uint32_t ssrc, int *rx_pt)
+{
+    *rx_pt = m->choices[0].pt;
+    s->pt = m->choices[0].pt;
+    s->ssrc = ssrc;
+    /* The answer's direction is the server's: it receives what we send. */
+    s->enabled =
+        we_send && (m->direction == MEDIA_SDP_SENDRECV || m->direction == MEDIA_SDP_RECVONLY);
+    s->ext_mid = m->ext_id[MEDIA_SDP_EXT_MID];
+    s->ext_abs_send_time = m->ext_id[MEDIA_SDP_EXT_ABS_SEND_TIME];
+    s->ext_twcc = m->ext_id[MEDIA_SDP_EXT_TRANSPORT_CC];
+    s->ext_audio_level = m->media == MEDIA_SDP_AUDIO ? m->ext_id[MEDIA_SDP_EXT_AUDIO_LEVEL] : 0;
+    /* The one-byte form carries ids 1..14 only. */
+    if (s->ext_mid > 14)
+        s->ext_mid = 0;
+    if (s->ext_abs_send_time > 14)
+        s->ext_abs_send_time = 0;
+    if (s->ext_twcc > 14)
+        s->ext_twcc = 0;
+    if (s->ext_audio_level > 14)
+        s->ext_audio_level = 0;
+    memcpy(s->mid, m->mid, sizeof(s->mid));
+}
+
+int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t errlen)
+{
+    if (p->ran) {
+        set_err(err, errlen, "%s: the answer must come before tp_peer_start()", p->name);
+        return -1;
+    }
+    struct media_sdp_offer *a = malloc(sizeof(*a));
+    struct media_sdp_error perr;
+    if (!a) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = media_sdp_parse(sdp, strlen(sdp), MEDIA_SDP_ANSWER, a, &perr);
+    if (rc != MEDIA_SDP_OK) {
+        set_err(err, errlen, "%s: the answer does not parse: %s", p->name, perr.message);
+        goto fail;
+    }
+    if (a->transport.fingerprint_count == 0 || !a->transport.ice_ufrag[0] ||
+        !a->transport.ice_pwd[0]) {
+        set_err(err, errlen, "%s: the answer has no ICE credentials or fingerprint", p->name);
+        goto fail;
+    }
+    if (a->audio >= 0 && a->mlines[a->audio].choices[0].codec != MEDIA_SDP_CODEC_OPUS) {
+        set_err(err, errlen, "%s: the answer's audio codec is not Opus", p->name);
+        goto fail;
+    }
+    if (a->video >= 0 && a->mlines[a->video].choices[0].codec != MEDIA_SDP_CODEC_VP8) {
+        set_err(err, errlen, "%s: the answer's video codec is not VP8", p->name);
+        goto fail;
+    }
+    if (find_candidate(p, sdp, err, errlen) != 0)
+        goto fail;
+
+    memcpy(p->remote_ufrag, a->transport.ice_ufrag, sizeof(p->remote_ufrag));
+    memcpy(p->remote_pwd, a->transport.ice_pwd, sizeof(p->remote_pwd));
+    p->remote_fp_count = a->transport.fingerprint_count;
+    memcpy(p->remote_fps, a->transport.fingerprints, sizeof(p->remote_fps));
+    memset(&p->audio, 0, sizeof(p->audio));
+    memset(&p->video, 0, sizeof(p->video));
+    p->rx_audio_pt = p->rx_video_pt = -1;
+    if (a->audio >= 0)
+        take_mline(&p->audio, &a->mlines[a->audio], p->cfg.tone_hz > 0, p->audio_ssrc,
+                   &p->rx_audio_pt);
+    if (a->video >= 0)
+        take_mline(&p->video, &a->mlines[a->video], p->cfg.video_kbps > 0, p->video_ssrc,
+                   &p->rx_video_pt);
+    /* RFC 3550 wants random initial numbers. */
+    uint8_t r[12];
+    if (RAND_bytes(r, sizeof(r)) != 1) {
+        set_err(err, errlen, "%s: RAND_bytes failed", p->name);
+        goto fail;
+    }
+    p->audio.seq = get16(r);
+    p->video.seq = get16(r + 2);
+    p->audio.ts = get32(r + 4);
+    p->video.ts = get32(r + 8);
+    p->have_answer = true;
+    free(a);
+    return 0;
+fail:
+    free(a);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Running                                                                    */
+/* ------------------------------------------------------------------------- */
+
+int tp_peer_start(struct tp_peer *p)
+{
+    if (!p->have_answer || p->ran)
+        return -1;
+    p->ran = true;
+    if (pthread_create(&p->thread, NULL, peer_thread, p) != 0)
+        return -1;
+    p->thread_running = true;
+    return 0;
+}
+
+int tp_peer_wait_connected(struct tp_peer *p, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    while (p->ran && !p->stats.connected && !p->stats.dtls_failed && rc == 0)
+        rc = pthread_cond_timedwait(&p->changed, &p->lock, &deadline);
+    bool connected = p->stats.connected;
+    pthread_mutex_unlock(&p->lock);
+    return connected ? 0 : -1;
+}
+
+void tp_peer_set_silent(struct tp_peer *p, bool silent)
+{
+    atomic_store(&p->silent, silent);
+}
+
+void tp_peer_stop(struct tp_peer *p)
+{
+    if (!p->thread_running)
+        return;
+    atomic_store(&p->stop, true);
+    uint64_t one = 1;
+    ssize_t woken = write(p->wake_fd, &one, sizeof(one)); /* cannot fail: one write of 1 */
+    (void)woken;
+    pthread_join(p->thread, NULL);
+    p->thread_running = false;
+}
+
+/*
+ * The dominant frequency of `n` samples at PEAK_RATE: Goertzel power over
+ * 100..2000 Hz in 2 Hz steps on a Hann window, then a parabola through the
+ * best bin and its neighbours. 0 when the signal is silence.
+ */
+static double dominant_hz(float *x, size_t n)
+{
+    double mean = 0, energy = 0;
+    for (size_t i = 0; i < n; i++)
+        mean += x[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        x[i] -= (float)mean;
+        energy += (double)x[i] * x[i];
+        x[i] *= (float)(0.5 - 0.5 * cos(2.0 * M_PI * (double)i / (double)(n - 1)));
+    }
+    if (sqrt(energy / (double)n) < PEAK_MIN_RMS)
+        return 0;
+    enum { BINS = (PEAK_MAX_HZ - PEAK_MIN_HZ) / PEAK_STEP_HZ + 1 };
+    double power[BINS];
+    unsigned best = 0;
+    for (unsigned b = 0; b < BINS; b++) {
+        double f = PEAK_MIN_HZ + (double)b * PEAK_STEP_HZ;
+        float coeff = (float)(2.0 * cos(2.0 * M_PI * f / PEAK_RATE));
+        float s1 = 0, s2 = 0;
+        for (size_t i = 0; i < n; i++) {
+            float s0 = x[i] + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        power[b] = (double)s1 * s1 + (double)s2 * s2 - (double)coeff * s1 * s2;
+        if (power[b] > power[best])
+            best = b;
+    }
+    double offset = 0;
+    if (best > 0 && best + 1 < BINS) {
+        double l = sqrt(power[best - 1]), c = sqrt(power[best]), r = sqrt(power[best + 1]);
+        double denom = l - 2 * c + r;
+        if (denom < 0)
+            offset = 0.5 * (l - r) / denom;
+    }
+    return PEAK_MIN_HZ + ((double)best + offset) * PEAK_STEP_HZ;
+}
+
+void tp_peer_stats(struct tp_peer *p, struct tp_stats *out)
+{
+    enum { TAKE = PEAK_WINDOW * PEAK_DECIMATE };
+    float *x = malloc(PEAK_WINDOW * sizeof(*x));
+    pthread_mutex_lock(&p->lock);
+    *out = p->stats;
+    bool fresh = p->stats.audio_decoded_samples >= TAKE && p->last_audio_us != 0 &&
+                 now_us() - p->last_audio_us < AUDIO_STALE_US;
+    if (x && fresh) {
+        /* The newest TAKE samples of the ring, averaged by PEAK_DECIMATE. */
+        size_t pos = (p->pcm_pos + PCM_KEEP - TAKE) % PCM_KEEP;
+        for (size_t i = 0; i < PEAK_WINDOW; i++) {
+            int sum = 0;
+            for (unsigned k = 0; k < PEAK_DECIMATE; k++) {
+                sum += p->pcm[pos];
+                pos = (pos + 1) % PCM_KEEP;
+            }
+            x[i] = (float)sum / PEAK_DECIMATE;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    out->audio_peak_hz = x && fresh ? dominant_hz(x, PEAK_WINDOW) : 0;
+    free(x);
+}
+
+uint16_t tp_peer_local_port(const struct tp_peer *p)
+{
+    return p->local_port;
+}
+
+int tp_peer_send_raw(struct tp_peer *p, const void *data, size_t len)
+{
+    if (!p->have_answer)
+        return -ENOTCONN;
+    ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&p->remote,
+                       sizeof(p->remote));
+    if (n < 0)
+        return -errno;
+    return n == (ssize_t)len ? 0 : -EMSGSIZE;
+}

@@ -22,12 +22,17 @@ build: deps
 	@ninja -C $(BUILD)
 	@ln -sf $(BUILD)/compile_commands.json compile_commands.json
 
-# The protocol tests' npm packages, installed exactly as package-lock.json says,
-# again only when the lock file changes.
+# The protocol and browser tests' npm packages, installed exactly as each
+# package-lock.json says, again only when that lock file changes. The browser
+# tests' playwright-core drives Debian's /usr/bin/chromium and downloads nothing.
 NODE_STAMP = tests/protocol/node_modules/.package-lock.json
-node-deps: $(NODE_STAMP)
+BROWSER_NODE_STAMP = tests/browser/node_modules/.package-lock.json
+node-deps: $(NODE_STAMP) $(BROWSER_NODE_STAMP)
 $(NODE_STAMP): tests/protocol/package-lock.json | deps
 	cd tests/protocol && npm ci --no-audit --no-fund
+	@touch $@
+$(BROWSER_NODE_STAMP): tests/browser/package-lock.json | deps
+	cd tests/browser && npm ci --no-audit --no-fund
 	@touch $@
 
 run: build

@@ -20,6 +20,7 @@
 
 #include "dtls.h"
 #include "media.h"
+#include "rtcp.h"
 #include "rtp.h"
 #include "sdp.h"
 #include "srtp.h"
@@ -85,11 +86,12 @@ struct leg {
     socklen_t addr_len;
     int64_t last_check_ms; /* the last valid Binding request (consent) */
     struct media_dtls *dtls;
-    int64_t dtls_deadline_ms; /* next retransmission, 0 none */
-    struct media_srtp *srtp;  /* once DTLS is connected */
-    struct leg *peer;         /* the leg we relay to and from, NULL none */
-    uint64_t peer_id;         /* asked for by a link that found it missing; 0 none */
-    uint16_t twcc_out_seq;    /* transport-wide numbering of what we send this browser */
+    int64_t dtls_deadline_ms;        /* next retransmission, 0 none */
+    struct media_srtp *srtp;         /* once DTLS is connected */
+    struct leg *peer;                /* the leg we relay to and from, NULL none */
+    uint64_t peer_id;                /* asked for by a link that found it missing; 0 none */
+    uint16_t twcc_out_seq;           /* transport-wide numbering of what we send this browser */
+    struct media_twcc_recorder twcc; /* arrivals of what the browser sends, for its feedback */
     struct leg_stream streams[LEG_KIND_COUNT];
 };
 
@@ -104,6 +106,7 @@ struct worker_counters {
     _Atomic uint64_t rtp_relayed;
     _Atomic uint64_t rtcp_relayed;
     _Atomic uint64_t key_frame_requests;
+    _Atomic uint64_t feedback_sent;
     _Atomic uint64_t stun_answered;
     _Atomic uint64_t stun_refused;
     _Atomic uint64_t legs_active;
@@ -137,6 +140,7 @@ struct media_worker {
     int64_t consent_ms;
     int64_t last_tick_ms;
     int64_t next_dtls_ms; /* the earliest DTLS deadline, 0 none */
+    int64_t last_feedback_ms;
     pthread_t thread;
     bool thread_started;
     struct worker_counters counters;
@@ -186,6 +190,8 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
                 uint64_t now_us);
 /* relay.c: asks the browser of `leg` for a key frame of its video, rate-limited. */
 void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t now_us);
+/* relay.c: sends the browser of `leg` its transport-wide feedback, if any is due. */
+void relay_send_feedback(struct media_worker *w, struct leg *leg);
 /* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases). */
 void relay_leg_init(struct leg *leg);
 

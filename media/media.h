@@ -65,6 +65,7 @@ struct media_worker_stats {
     uint64_t rtp_relayed;        /* RTP packets forwarded to the far leg */
     uint64_t rtcp_relayed;       /* RTCP packets (SR, PLI, FIR) forwarded or made for it */
     uint64_t key_frame_requests; /* PLIs sent to a browser (new viewer, lost picture) */
+    uint64_t feedback_sent;      /* transport-wide congestion feedback packets sent */
     uint64_t dtls_connected;     /* handshakes completed */
     uint64_t dtls_failures[MEDIA_FAILURE_KINDS]; /* legs ended by DTLS, by reason */
     uint64_t srtp_failures[MEDIA_FAILURE_KINDS]; /* packets refused by SRTP, by reason */

@@ -23,6 +23,7 @@
 #include "leg.h"
 
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -133,6 +134,14 @@ static size_t build_extensions(struct leg *to, const struct leg_stream *out, con
     return 4 + body;
 }
 
+/* A monotonic clock in microseconds, read per packet for feedback (a vDSO call, no syscall). */
+static uint64_t arrival_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t len, uint64_t now_us)
 {
     struct media_rtp_view in;
@@ -140,6 +149,14 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         leg_drop(w, MEDIA_DROP_MALFORMED);
         return;
     }
+    /* Every numbered packet is reported back, relayed or not (probes, RTX, no peer yet):
+     * the browser's bandwidth estimate is built on these reports. */
+    struct media_rtp_ext twcc;
+    uint16_t twcc_seq;
+    if (from->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC] &&
+        media_rtp_ext_find(&in, from->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC], &twcc) == 0 &&
+        media_rtp_ext_twcc_seq(&twcc, &twcc_seq) == 0)
+        media_twcc_record(&from->twcc, twcc_seq, arrival_now_us());
     enum media_sdp_codec_id codec = MEDIA_SDP_CODEC_OTHER;
     bool is_rtx = false;
     int kind = classify_payload(from, in.payload_type, &codec, &is_rtx);
@@ -251,6 +268,24 @@ void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t n
         return;
     leg_count(&w->counters.key_frame_requests, 1);
     send_rtcp(w, leg, slot, (size_t)(rr + pli));
+}
+
+void relay_send_feedback(struct media_worker *w, struct leg *leg)
+{
+    struct leg_stream *s = &leg->streams[LEG_VIDEO];
+    uint32_t media_ssrc = s->in_ssrc ? s->in_ssrc : leg->streams[LEG_AUDIO].in_ssrc;
+    struct out_slot *slot = worker_out_slot(w, leg);
+    uint32_t sender = rtcp_sender_ssrc(leg);
+    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
+    size_t room = sizeof(slot->data) - MEDIA_SRTP_MAX_OVERHEAD - (size_t)rr;
+    if (room > LEG_DATAGRAM_MAX - 200)
+        room = LEG_DATAGRAM_MAX - 200; /* stay well under any path MTU */
+    int fb =
+        rr > 0 ? media_rtcp_build_twcc(&leg->twcc, sender, media_ssrc, slot->data + rr, room) : -1;
+    if (fb <= 0)
+        return;
+    leg_count(&w->counters.feedback_sent, 1);
+    send_rtcp(w, leg, slot, (size_t)(rr + fb));
 }
 
 /* Re-issues the SR of `from`'s source `kind` toward `to` under our SSRC and timeline. */

@@ -575,3 +575,153 @@ int media_rtcp_map_media_ssrc(uint8_t *compound, const struct media_rtcp_pkt *pk
     }
     return n;
 }
+
+/* ------------------------------------------------------------------------- */
+/* Transport-wide feedback: the receiver's side                               */
+/* ------------------------------------------------------------------------- */
+
+#define TWCC_REFERENCE_US 64000 /* the reference time counts 64 ms */
+#define TWCC_DELTA_US     250   /* receive deltas count 250 us */
+#define TWCC_RUN_MAX      8191  /* a run-length chunk's 13-bit length */
+#define TWCC_SMALL_MAX    255
+#define TWCC_LARGE_MIN    (-32768)
+#define TWCC_LARGE_MAX    32767
+#define TWCC_FIXED_SIZE   (MEDIA_RTCP_HEADER_SIZE + FB_HEADER_SIZE + TWCC_HEADER_SIZE)
+
+static unsigned twcc_slot(int64_t ext_seq)
+{
+    return (unsigned)((uint64_t)ext_seq % MEDIA_TWCC_WINDOW);
+}
+
+void media_twcc_record(struct media_twcc_recorder *r, uint16_t seq, uint64_t arrival_us)
+{
+    int64_t ext;
+    if (!r->started) {
+        r->started = true;
+        ext = seq;
+        r->next_seq = ext;
+        r->highest_seq = ext - 1;
+    } else {
+        /* Within +-2^15 of the highest seen (the numbers wrap every 65536 packets). */
+        ext = r->highest_seq + (int16_t)(uint16_t)(seq - (uint16_t)r->highest_seq);
+    }
+    if (ext < r->next_seq)
+        return; /* already reported as lost: too late to take back */
+    if (ext - r->next_seq >= MEDIA_TWCC_WINDOW) {
+        /* Far ahead of what was reported (no feedback went out for long): forget the oldest. */
+        int64_t new_next = ext - MEDIA_TWCC_WINDOW + 1;
+        for (int64_t s = r->next_seq; s < new_next && s <= r->highest_seq; s++)
+            r->arrival_us[twcc_slot(s)] = 0;
+        r->next_seq = new_next;
+        if (r->highest_seq < new_next - 1)
+            r->highest_seq = new_next - 1;
+    }
+    uint64_t *slot = &r->arrival_us[twcc_slot(ext)];
+    if (*slot)
+        return; /* a duplicate: the first arrival is the one that tells about the path */
+    *slot = arrival_us ? arrival_us : 1;
+    if (ext > r->highest_seq)
+        r->highest_seq = ext;
+}
+
+bool media_twcc_pending(const struct media_twcc_recorder *r)
+{
+    return r->started && r->highest_seq >= r->next_seq;
+}
+
+/* Appends the run-length chunk of a run of `len` statuses `symbol`. */
+static size_t twcc_put_run(uint8_t *p, uint8_t symbol, unsigned len)
+{
+    wr16(p, (uint16_t)((unsigned)symbol << 13 | len));
+    return 2;
+}
+
+int media_rtcp_build_twcc(struct media_twcc_recorder *r, uint32_t sender_ssrc, uint32_t media_ssrc,
+                          uint8_t *buf, size_t cap)
+{
+    if (!media_twcc_pending(r))
+        return 0;
+    /* The range always ends with a received packet: highest_seq is only set by one. */
+    int64_t first_received = r->next_seq;
+    while (!r->arrival_us[twcc_slot(first_received)])
+        first_received++;
+    uint64_t reference = r->arrival_us[twcc_slot(first_received)] / TWCC_REFERENCE_US;
+    uint64_t previous = reference * TWCC_REFERENCE_US;
+
+    /* Pass 1: how many packets fit, by bytes and by the range of their deltas. */
+    size_t size = TWCC_FIXED_SIZE, chunks = 0;
+    unsigned count = 0, run = 0;
+    uint8_t run_symbol = 0xFF;
+    uint64_t prev = previous;
+    for (int64_t s = r->next_seq; s <= r->highest_seq; s++) {
+        uint64_t at = r->arrival_us[twcc_slot(s)];
+        uint8_t symbol = MEDIA_RTCP_TWCC_NOT_RECEIVED;
+        size_t delta_bytes = 0;
+        if (at) {
+            int64_t d = ((int64_t)at - (int64_t)prev) / TWCC_DELTA_US;
+            if (d < TWCC_LARGE_MIN || d > TWCC_LARGE_MAX)
+                break; /* reported from a new reference time in the next feedback */
+            symbol = d >= 0 && d <= TWCC_SMALL_MAX ? MEDIA_RTCP_TWCC_SMALL_DELTA
+                                                   : MEDIA_RTCP_TWCC_LARGE_DELTA;
+            delta_bytes = symbol == MEDIA_RTCP_TWCC_SMALL_DELTA ? 1 : 2;
+            prev += (uint64_t)(d * TWCC_DELTA_US); /* the receiver adds up what we write */
+        }
+        bool new_chunk = symbol != run_symbol || run == TWCC_RUN_MAX;
+        size_t need = size + (new_chunk ? 2 : 0) + delta_bytes;
+        if ((need + 3) / 4 * 4 > cap)
+            break;
+        size = need;
+        chunks += new_chunk;
+        run = new_chunk ? 1 : run + 1;
+        run_symbol = symbol;
+        count++;
+    }
+    if (count == 0)
+        return MEDIA_RTCP_ERR_NO_SPACE;
+    size_t len = (size + 3) / 4 * 4;
+
+    /* Pass 2: write it. */
+    write_header(buf, MEDIA_RTCP_RTPFB_TWCC, MEDIA_RTCP_RTPFB, len);
+    wr32(buf + 4, sender_ssrc);
+    wr32(buf + 8, media_ssrc);
+    uint8_t *f = buf + 12;
+    wr16(f, (uint16_t)r->next_seq);
+    wr16(f + 2, (uint16_t)count);
+    f[4] = (uint8_t)(reference >> 16);
+    f[5] = (uint8_t)(reference >> 8);
+    f[6] = (uint8_t)reference;
+    f[7] = r->fb_count++;
+    uint8_t *chunk = f + TWCC_HEADER_SIZE, *delta = chunk + chunks * 2;
+    run = 0;
+    run_symbol = 0xFF;
+    prev = previous;
+    for (unsigned i = 0; i < count; i++) {
+        int64_t s = r->next_seq + i;
+        uint64_t at = r->arrival_us[twcc_slot(s)];
+        uint8_t symbol = MEDIA_RTCP_TWCC_NOT_RECEIVED;
+        if (at) {
+            int64_t d = ((int64_t)at - (int64_t)prev) / TWCC_DELTA_US;
+            prev += (uint64_t)(d * TWCC_DELTA_US);
+            if (d >= 0 && d <= TWCC_SMALL_MAX) {
+                symbol = MEDIA_RTCP_TWCC_SMALL_DELTA;
+                *delta++ = (uint8_t)d;
+            } else {
+                symbol = MEDIA_RTCP_TWCC_LARGE_DELTA;
+                wr16(delta, (uint16_t)(int16_t)d);
+                delta += 2;
+            }
+        }
+        if (symbol != run_symbol || run == TWCC_RUN_MAX) {
+            if (run)
+                chunk += twcc_put_run(chunk, run_symbol, run);
+            run = 0;
+            run_symbol = symbol;
+        }
+        run++;
+        r->arrival_us[twcc_slot(s)] = 0;
+    }
+    twcc_put_run(chunk, run_symbol, run);
+    memset(delta, 0, (size_t)(buf + len - delta)); /* padding to the 32-bit boundary */
+    r->next_seq += count;
+    return (int)len;
+}

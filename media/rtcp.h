@@ -246,6 +246,46 @@ int media_rtcp_twcc_packets(const struct media_rtcp_twcc *twcc, struct media_rtc
                             size_t cap);
 
 /* ------------------------------------------------------------------------- */
+/* Transport-wide feedback: the receiver's side                               */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * What a receiver remembers between two feedbacks to one sender: the arrival
+ * time of each transport-wide sequence number it saw, for up to
+ * MEDIA_TWCC_WINDOW packets. A plain value (embed it); fields are private.
+ * The sender's bandwidth estimate is built on these reports, so they must
+ * cover every packet that carried a number: media, retransmissions and
+ * padding probes alike.
+ */
+#define MEDIA_TWCC_WINDOW 512
+
+struct media_twcc_recorder {
+    bool started;
+    int64_t next_seq;    /* extended number of the first packet not yet reported */
+    int64_t highest_seq; /* extended highest number recorded */
+    uint8_t fb_count;
+    uint64_t arrival_us[MEDIA_TWCC_WINDOW]; /* by number mod window; 0 = not received */
+};
+
+/* Records that packet `seq` arrived at `arrival_us` (a monotonic clock, microseconds). */
+void media_twcc_record(struct media_twcc_recorder *r, uint16_t seq, uint64_t arrival_us);
+
+/* Whether packets were recorded since the last feedback. */
+bool media_twcc_pending(const struct media_twcc_recorder *r);
+
+/*
+ * Writes one transport-wide feedback packet (RTPFB, FMT 15) reporting what
+ * was recorded since the last one: run-length status chunks and receive
+ * deltas in 250 us units (one byte when 0..63.75 ms, else two), the
+ * reference time of the first packet received, and the feedback count. If
+ * not everything fits in `cap`, or a delta does not fit its 16 bits, the
+ * rest is left for the next call. Returns the length written, 0 when
+ * nothing is pending, or MEDIA_RTCP_ERR_NO_SPACE.
+ */
+int media_rtcp_build_twcc(struct media_twcc_recorder *r, uint32_t sender_ssrc, uint32_t media_ssrc,
+                          uint8_t *buf, size_t cap);
+
+/* ------------------------------------------------------------------------- */
 /* Building                                                                   */
 /* ------------------------------------------------------------------------- */
 

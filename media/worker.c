@@ -43,6 +43,7 @@
 #define CONSENT_DEFAULT_MS 30000
 #define TIMER_TICK_MS      1000
 #define STUN_REPLY_MAX     256
+#define FEEDBACK_EVERY_MS  50 /* transport-wide feedback to each sending browser */
 
 struct media_engine {
     unsigned worker_count;
@@ -699,9 +700,24 @@ static bool worker_read_mailbox(struct media_worker *w)
     return keep_running;
 }
 
+/* Every FEEDBACK_EVERY_MS: transport-wide feedback to the browsers that sent media. */
+static void worker_feedback(struct media_worker *w, int64_t now)
+{
+    w->last_feedback_ms = now;
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+        struct leg *l = &w->legs[i];
+        if (l->in_use && l->srtp && l->has_address && media_twcc_pending(&l->twcc))
+            relay_send_feedback(w, l);
+    }
+    worker_flush(w);
+}
+
 static int epoll_timeout(const struct media_worker *w, int64_t now)
 {
     int64_t wait = TIMER_TICK_MS - (now - w->last_tick_ms);
+    if (atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed) &&
+        FEEDBACK_EVERY_MS - (now - w->last_feedback_ms) < wait)
+        wait = FEEDBACK_EVERY_MS - (now - w->last_feedback_ms);
     if (w->handshaking && w->next_dtls_ms && w->next_dtls_ms - now < wait)
         wait = w->next_dtls_ms - now;
     return wait < 0 ? 0 : (int)wait;
@@ -734,6 +750,8 @@ static void *worker_main(void *arg)
         int64_t now = now_ms();
         if (w->handshaking && w->next_dtls_ms && now >= w->next_dtls_ms)
             worker_dtls_timers(w, now);
+        if (now - w->last_feedback_ms >= FEEDBACK_EVERY_MS)
+            worker_feedback(w, now);
         if (now - w->last_tick_ms >= TIMER_TICK_MS)
             worker_tick(w, now);
     }
@@ -985,6 +1003,7 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->rtp_relayed = atomic_load_explicit(&c->rtp_relayed, memory_order_relaxed);
     out->rtcp_relayed = atomic_load_explicit(&c->rtcp_relayed, memory_order_relaxed);
     out->key_frame_requests = atomic_load_explicit(&c->key_frame_requests, memory_order_relaxed);
+    out->feedback_sent = atomic_load_explicit(&c->feedback_sent, memory_order_relaxed);
     out->dtls_connected = atomic_load_explicit(&c->dtls_connected, memory_order_relaxed);
     for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
         out->packets_dropped[r] =

@@ -96,6 +96,9 @@ static const struct worker_series worker_series[] = {
     {"tabib_media_key_frame_requests_total", "counter",
      "PLIs sent to browsers (a new viewer, or a viewer that lost the picture).",
      offsetof(struct media_worker_stats, key_frame_requests)},
+    {"tabib_media_feedback_sent_total", "counter",
+     "Transport-wide congestion feedback packets sent to browsers (their bandwidth estimate).",
+     offsetof(struct media_worker_stats, feedback_sent)},
     {"tabib_media_dtls_connected_total", "counter", "DTLS handshakes completed (SRTP keyed).",
      offsetof(struct media_worker_stats, dtls_connected)},
 };

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -671,6 +672,113 @@ static void test_strings(void **state)
     assert_string_equal(media_rtcp_strerror(-100), "unknown error");
 }
 
+/* Parses one feedback we built: its header and every packet's status and delta. */
+static unsigned parse_our_twcc(const uint8_t *buf, int len, struct media_rtcp_twcc *twcc,
+                               struct media_rtcp_twcc_packet *pkts, size_t cap)
+{
+    assert_true(len > 0 && len % 4 == 0);
+    struct media_rtcp_iter it;
+    struct media_rtcp_pkt pkt;
+    struct media_rtcp_fb fb;
+    media_rtcp_iter_init(&it, buf, (size_t)len);
+    assert_int_equal(media_rtcp_next(&it, &pkt), 1);
+    assert_int_equal(pkt.len, (size_t)len);
+    assert_int_equal(media_rtcp_parse_fb(&pkt, &fb), 0);
+    assert_int_equal(fb.sender_ssrc, 0x11111111u);
+    assert_int_equal(fb.media_ssrc, 0x22222222u);
+    assert_int_equal(media_rtcp_parse_twcc(&fb, twcc), 0);
+    int n = media_rtcp_twcc_packets(twcc, pkts, cap);
+    assert_int_equal(n, twcc->status_count);
+    return (unsigned)n;
+}
+
+/* Arrival times rebuilt from a feedback, as the sender does: reference + running deltas. */
+static void check_arrivals(const struct media_rtcp_twcc *twcc,
+                           const struct media_rtcp_twcc_packet *pkts, unsigned n,
+                           const uint64_t *expected_us)
+{
+    int64_t t = (int64_t)twcc->reference_time * 64000;
+    for (unsigned i = 0; i < n; i++) {
+        if (!expected_us[i]) {
+            assert_int_equal(pkts[i].status, MEDIA_RTCP_TWCC_NOT_RECEIVED);
+            continue;
+        }
+        assert_int_not_equal(pkts[i].status, MEDIA_RTCP_TWCC_NOT_RECEIVED);
+        t += (int64_t)pkts[i].delta_250us * 250;
+        /* Within one unit of the truth, never drifting: errors do not add up. */
+        assert_true(llabs(t - (int64_t)expected_us[i]) < 250);
+    }
+}
+
+static void test_twcc_feedback_built(void **state)
+{
+    (void)state;
+    static struct media_twcc_recorder r;
+    memset(&r, 0, sizeof(r));
+    uint8_t buf[1200];
+    assert_false(media_twcc_pending(&r));
+    assert_int_equal(media_rtcp_build_twcc(&r, 0x11111111u, 0x22222222u, buf, sizeof(buf)), 0);
+
+    /* 65533..65535, 0..4 across the wrap; 65535 and 2 lost; 3 arrives before 1; a
+     * 100 ms pause (a large delta); arrivals not on 250 us boundaries. */
+    const uint16_t seqs[] = {65533, 65534, 0, 3, 1, 4};
+    const uint64_t at[] = {5000123, 5000400, 5001001, 5002777, 5003500, 5102900};
+    for (unsigned i = 0; i < 6; i++)
+        media_twcc_record(&r, seqs[i], at[i]);
+    media_twcc_record(&r, 65533, 9999999); /* a duplicate: the first arrival counts */
+    assert_true(media_twcc_pending(&r));
+    int len = media_rtcp_build_twcc(&r, 0x11111111u, 0x22222222u, buf, sizeof(buf));
+    struct media_rtcp_twcc twcc;
+    struct media_rtcp_twcc_packet pkts[16];
+    unsigned n = parse_our_twcc(buf, len, &twcc, pkts, 16);
+    assert_int_equal(twcc.base_seq, 65533);
+    assert_int_equal(n, 8); /* 65533, 65534, 65535, 0, 1, 2, 3, 4 */
+    assert_int_equal(twcc.fb_count, 0);
+    assert_int_equal(twcc.received_count, 6);
+    const uint64_t expected[] = {5000123, 5000400, 0, 5001001, 5003500, 0, 5002777, 5102900};
+    check_arrivals(&twcc, pkts, n, expected);
+    assert_int_equal(pkts[7].status, MEDIA_RTCP_TWCC_LARGE_DELTA);
+    assert_int_equal(pkts[6].status, MEDIA_RTCP_TWCC_LARGE_DELTA); /* negative: 3 before 1 */
+    assert_false(media_twcc_pending(&r));
+
+    /* Late packets of a reported range are not taken back; the next report goes on. */
+    media_twcc_record(&r, 2, 5200000);
+    assert_false(media_twcc_pending(&r));
+    media_twcc_record(&r, 5, 5200000);
+    len = media_rtcp_build_twcc(&r, 0x11111111u, 0x22222222u, buf, sizeof(buf));
+    n = parse_our_twcc(buf, len, &twcc, pkts, 16);
+    assert_int_equal(twcc.base_seq, 5);
+    assert_int_equal(n, 1);
+    assert_int_equal(twcc.fb_count, 1);
+
+    /* More than fits: the rest waits for the next feedback, none is lost or repeated. */
+    for (unsigned i = 0; i < 400; i++)
+        media_twcc_record(&r, (uint16_t)(6 + i), 6000000 + (uint64_t)i * 1000);
+    len = media_rtcp_build_twcc(&r, 0x11111111u, 0x22222222u, buf, 100);
+    assert_true(len > 0 && len <= 100);
+    struct media_rtcp_twcc_packet many[512];
+    n = parse_our_twcc(buf, len, &twcc, many, 512);
+    assert_int_equal(twcc.base_seq, 6);
+    unsigned first = n;
+    len = media_rtcp_build_twcc(&r, 0x11111111u, 0x22222222u, buf, sizeof(buf));
+    n = parse_our_twcc(buf, len, &twcc, many, 512);
+    assert_int_equal(twcc.base_seq, 6 + first);
+    assert_int_equal(first + n, 400);
+    assert_int_equal(twcc.received_count, n);
+
+    /* Too small for even one packet. */
+    media_twcc_record(&r, 406, 7000000);
+    assert_int_equal(media_rtcp_build_twcc(&r, 1, 2, buf, 16), MEDIA_RTCP_ERR_NO_SPACE);
+
+    /* A jump past the window forgets the oldest instead of reporting thousands lost. */
+    media_twcc_record(&r, 5000, 8000000);
+    len = media_rtcp_build_twcc(&r, 0x11111111u, 0x22222222u, buf, sizeof(buf));
+    n = parse_our_twcc(buf, len, &twcc, many, 512);
+    assert_int_equal(n, MEDIA_TWCC_WINDOW);
+    assert_int_equal((uint16_t)(twcc.base_seq + n - 1), 5000);
+    assert_int_equal(twcc.received_count, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_nack_round_trip),
         cmocka_unit_test(test_remb_round_trip),
         cmocka_unit_test(test_twcc),
+        cmocka_unit_test(test_twcc_feedback_built),
         cmocka_unit_test(test_rewrite_ssrcs),
         cmocka_unit_test(test_strings),
     };

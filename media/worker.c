@@ -416,6 +416,11 @@ static void worker_handle_stun(struct media_worker *w, const uint8_t *data, size
     bool moved =
         !l->has_address || (!same_address(&l->addr, from) && (msg.use_candidate || !l->nominated));
     if (moved) {
+        /* The address now belongs to this leg: an older leg of the same browser socket (a
+         * replaced offer) stops receiving from it, and lapses by consent. */
+        struct leg *previous = leg_by_address(w, from);
+        if (previous && previous != l)
+            previous->has_address = previous->nominated = false;
         l->addr = *from;
         l->addr_len = from_len;
         l->has_address = true;

@@ -420,7 +420,7 @@ static void hub_close(void *ctx, void *transport, int code, const char *reason)
 static void hub_audit(void *ctx, const struct audit_event *ev)
 {
     struct srv_state *st = ctx;
-    if (audit_writer_append(st->audit, ev) != 0)
+    if (!st->audit || audit_writer_append(st->audit, ev) != 0)
         st->audit_dropped++;
 }
 

@@ -196,6 +196,11 @@ static uint64_t hub_media_offer(void *ctx, unsigned placement, const char *sdp, 
                                 char **answer, bool *bad_offer, char *err, size_t errlen)
 {
     struct srv_state *st = ctx;
+    if (!st->media) {
+        snprintf(err, errlen, "the media relay is stopping");
+        *bad_offer = false;
+        return 0;
+    }
     unsigned worker = placement % media_engine_worker_count(st->media);
     uint64_t leg = 0;
     int rc = media_engine_answer_offer(st->media, worker, sdp, len, &leg, answer, err, errlen);
@@ -203,22 +208,26 @@ static uint64_t hub_media_offer(void *ctx, unsigned placement, const char *sdp, 
     return rc == 0 ? leg : 0;
 }
 
+/* The engine outlives the hub's connections (see the end of srv_run); the checks
+ * for NULL keep a late call harmless all the same. */
 static int hub_media_link(void *ctx, uint64_t a, uint64_t b)
 {
     struct srv_state *st = ctx;
-    return media_engine_link(st->media, a, b);
+    return st->media ? media_engine_link(st->media, a, b) : -EINVAL;
 }
 
 static void hub_media_unlink(void *ctx, uint64_t leg)
 {
     struct srv_state *st = ctx;
-    media_engine_unlink(st->media, leg);
+    if (st->media)
+        media_engine_unlink(st->media, leg);
 }
 
 static void hub_media_release(void *ctx, uint64_t leg)
 {
     struct srv_state *st = ctx;
-    media_engine_leg_release(st->media, leg);
+    if (st->media)
+        media_engine_leg_release(st->media, leg);
 }
 
 /*
@@ -439,6 +448,15 @@ out:
         lws_sul_cancel(&st.hub_timer);
         lws_sul_cancel(&st.stop_timer);
     }
+    if (sig_started) {
+        pthread_kill(sig.thread, SIGUSR1); /* before lws goes: it wakes lws on signals */
+        pthread_join(sig.thread, NULL);
+    }
+    /* Closes what is left; the hub hears each close and audits it, so the audit
+     * writer and the media engine must still be there. */
+    if (st.lws)
+        lws_context_destroy(st.lws);
+    st.lws = NULL;
     media_engine_stop(st.media);
     st.media = NULL;
     if (st.audit) {
@@ -447,12 +465,6 @@ out:
     }
     audit_writer_stop(st.audit);
     st.audit = NULL;
-    if (sig_started) {
-        pthread_kill(sig.thread, SIGUSR1);
-        pthread_join(sig.thread, NULL);
-    }
-    if (st.lws)
-        lws_context_destroy(st.lws); /* closes what is left; the hub hears each close */
     sig_hub_free(st.hub);
     sig_accounts_close(st.accounts);
     lws_log_target = NULL;

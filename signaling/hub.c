@@ -75,6 +75,7 @@ struct consultation {
     bool ready;              /* devices and connection reported ready */
     struct staff *doctor;    /* who called them */
     uint64_t patient_leg;    /* the patient's media leg, 0 none */
+    unsigned leg_placement;  /* where it was placed: the doctor's leg goes there too */
     unsigned sent_position;  /* the last position told to the patient */
     int64_t sent_estimate_s;
 };
@@ -1267,6 +1268,12 @@ static void on_transfer(struct sig_hub *hub, struct request *rq)
     memcpy(moved->resume_hash, c->resume_hash, sizeof(moved->resume_hash));
     memset(c->resume_hash, 0, sizeof(c->resume_hash));
     moved->ready = c->ready;
+    /* The patient's media leg goes along: they keep their camera and connection. */
+    if (c->state == SIG_STATE_IN_CONSULTATION)
+        media_disconnect(hub, c);
+    moved->patient_leg = c->patient_leg;
+    moved->leg_placement = c->leg_placement;
+    c->patient_leg = 0;
     struct conn *patient = c->patient;
     moved->patient_gone_ms = c->patient_gone_ms;
     c->patient = NULL; /* the patient stays connected, now to the new consultation */
@@ -1382,7 +1389,8 @@ static void on_media(struct sig_hub *hub, struct request *rq)
     struct staff *s = rq->conn->staff;
     if (s && s->user.role != SIG_ROLE_DOCTOR)
         return fail(hub, rq, "forbidden", "only patients and doctors send media");
-    /* Placement: the clinic whose consultation this leg will serve. */
+    /* Placement: by the clinic whose consultation this leg will serve; a doctor's
+     * goes where their patient's leg already is (after a transfer, another clinic's). */
     struct clinic *placed = c ? c->clinic : NULL;
     if (s && s->current)
         placed = s->current->clinic;
@@ -1390,6 +1398,8 @@ static void on_media(struct sig_hub *hub, struct request *rq)
         if (s->on_duty[i])
             placed = &hub->clinics[i];
     unsigned placement = placed ? clinic_index(hub, placed) : 0;
+    if (s && s->current && s->current->patient_leg)
+        placement = s->current->leg_placement;
     char *answer = NULL, err[256] = "";
     bool bad_offer = false;
     uint64_t leg = hub->io.media_offer(hub->io.ctx, placement, sdp, strlen(sdp), &answer,
@@ -1402,6 +1412,8 @@ static void on_media(struct sig_hub *hub, struct request *rq)
         media_disconnect(hub, serving);
     media_release(hub, slot);
     *slot = leg;
+    if (c)
+        c->leg_placement = placement;
     reply(hub, rq, json_pack("{s:s, s:s}", "type", "answer", "sdp", answer));
     free(answer);
     audit(hub, rq->conn, "media_offer", "ok", serving, placed ? placed->cfg->id : NULL,

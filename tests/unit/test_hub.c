@@ -649,6 +649,29 @@ static void media_legs_follow_the_consultation(void **state)
     assert_string_equal(code_of(ask(w, 7, "\"type\":\"offer\",\"sdp\":\"v=0\"")), "forbidden");
 }
 
+/* A transferred patient keeps their leg; the next doctor's leg is placed with it. */
+static void media_leg_follows_a_transfer(void **state)
+{
+    struct world *w = *state;
+    const char *c1 = id_of(join(w, 0, "general", "Moved"));
+    ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 patient\"");
+    assert_int_equal(w->last_placement, 0); /* general */
+    sign_in(w, 5, "dr.omar");
+    go_on_duty(w, 5, "general");
+    go_on_duty(w, 5, "eyes");
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 0, "\"type\":\"accept\"");
+    json_t *t = ask(w, 5, "\"type\":\"transfer\",\"consultation\":\"%s\",\"clinic\":\"eyes\"", c1);
+    assert_string_equal(type_of(t), "transferred");
+    assert_int_equal(media_asked(w, "release 1"), 0);
+    /* In the eyes clinic now, called again: the doctor's leg goes where the patient's is. */
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"eyes\"");
+    ask(w, 5, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\"");
+    assert_int_equal(w->last_placement, 0);
+    ask(w, 0, "\"type\":\"accept\"");
+    assert_int_equal(media_asked(w, "link 1 2"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +689,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(message_floods_are_refused_then_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(shutdown_ends_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(media_legs_follow_the_consultation, setup, teardown),
+        cmocka_unit_test_setup_teardown(media_leg_follows_a_transfer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

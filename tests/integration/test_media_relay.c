@@ -168,6 +168,7 @@ static char *offer_answer(struct tc_ws *ws, struct tp_peer *peer)
 struct call {
     struct ts_server *srv;
     struct tc_ws *doctor, *patient;
+    struct tp_peer *patient_peer, *doctor_peer; /* freed with the call */
 };
 
 static void call_start(struct call *c, const char *const *extra_args)
@@ -197,8 +198,17 @@ static void call_start(struct call *c, const char *const *extra_args)
 }
 
 /* Closes everything; the server must stop cleanly (under ASan: no report, no leak). */
+/* The usual set-up: one media worker, so every counter is worker 0's. */
+static void call_start_one_worker(struct call *c)
+{
+    const char *args[] = {"--media-workers", "1", NULL};
+    call_start(c, args);
+}
+
 static void call_free(struct call *c)
 {
+    tp_peer_free(c->patient_peer);
+    tp_peer_free(c->doctor_peer);
     tc_ws_close(c->doctor);
     tc_ws_close(c->patient);
     int status = ts_server_stop(c->srv, NULL);
@@ -296,10 +306,9 @@ static void test_tone_and_video_cross(void **state)
 {
     (void)state;
     struct call c;
-    const char *args[] = {"--media-workers", "1", NULL};
-    call_start(&c, args);
-    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
     connect_both(&c, patient, doctor);
 
     struct tp_stats at_doctor, at_patient;
@@ -327,8 +336,6 @@ static void test_tone_and_video_cross(void **state)
     assert_int_equal(at_patient.srtp_errors, 0);
     assert_true(metric(c.srv, "tabib_media_rtp_relayed_total{worker=\"0\"}") >= 600);
     assert_true(metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}") == 2);
-    tp_peer_free(patient);
-    tp_peer_free(doctor);
     call_free(&c);
 }
 
@@ -336,9 +343,8 @@ static void test_wrong_fingerprint_refused(void **state)
 {
     (void)state;
     struct call c;
-    const char *args[] = {"--media-workers", "1", NULL};
-    call_start(&c, args);
-    struct tp_peer *liar = new_peer("patient", 440, PATIENT_TAG, true, 0);
+    call_start_one_worker(&c);
+    struct tp_peer *liar = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, true, 0);
     free(offer_answer(c.patient, liar));
     assert_int_equal(tp_peer_start(liar), 0);
     assert_int_equal(tp_peer_wait_connected(liar, CONNECT_TIMEOUT_MS), -1);
@@ -352,7 +358,6 @@ static void test_wrong_fingerprint_refused(void **state)
     assert_true(
         metric(c.srv, "tabib_media_dtls_failures_total{worker=\"0\",reason=\"fingerprint\"}") == 1);
     assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 0);
-    tp_peer_free(liar);
     call_free(&c);
 }
 
@@ -402,9 +407,8 @@ static void test_bad_message_integrity_ignored(void **state)
 {
     (void)state;
     struct call c;
-    const char *args[] = {"--media-workers", "1", NULL};
-    call_start(&c, args);
-    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
     char *offer = tp_peer_offer(patient);
     char peer_ufrag[300];
     sdp_attribute(offer, "a=ice-ufrag:", peer_ufrag, sizeof(peer_ufrag));
@@ -424,7 +428,6 @@ static void test_bad_message_integrity_ignored(void **state)
     wrong[0] = wrong[0] == 'x' ? 'y' : 'x';
     assert_false(binding_answered(port, ufrag, peer_ufrag, wrong));
     assert_true(metric(c.srv, "tabib_media_stun_refused_total{worker=\"0\"}") == refused0 + 1);
-    tp_peer_free(patient);
     call_free(&c);
 }
 
@@ -432,10 +435,9 @@ static void test_garbage_counted_and_dropped(void **state)
 {
     (void)state;
     struct call c;
-    const char *args[] = {"--media-workers", "1", NULL};
-    call_start(&c, args);
-    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
     connect_both(&c, patient, doctor);
     struct tp_stats before;
     wait_media(doctor, 100, &before);
@@ -494,8 +496,6 @@ static void test_garbage_counted_and_dropped(void **state)
     assert_int_equal(tc_https_get(ts_server_port(c.srv), "/healthz", &r), 0);
     assert_int_equal(r.status, 200);
     tc_response_free(&r);
-    tp_peer_free(patient);
-    tp_peer_free(doctor);
     call_free(&c);
 }
 
@@ -505,8 +505,8 @@ static void test_silent_leg_ends_after_consent_timeout(void **state)
     struct call c;
     const char *args[] = {"--media-workers", "1", "--consent-timeout-s", "3", NULL};
     call_start(&c, args);
-    struct tp_peer *patient = new_peer("patient", 440, PATIENT_TAG, false, 500);
-    struct tp_peer *doctor = new_peer("doctor", 880, DOCTOR_TAG, false, 500);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 500);
+    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 500);
     connect_both(&c, patient, doctor);
     int64_t silent_at = base_now_ms();
     tp_peer_set_silent(patient, true);
@@ -521,8 +521,6 @@ static void test_silent_leg_ends_after_consent_timeout(void **state)
     assert_true(metric(c.srv, "tabib_media_legs_expired_total{worker=\"0\"}") == 1);
     /* The doctor, still checking, keeps their leg. */
     assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 1);
-    tp_peer_free(patient);
-    tp_peer_free(doctor);
     call_free(&c);
 }
 

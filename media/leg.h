@@ -77,9 +77,11 @@ struct leg_stream {
 
 struct leg {
     bool in_use;
-    bool has_address; /* a valid check arrived: media may come from `addr` */
-    bool nominated;   /* USE-CANDIDATE selected `addr` */
-    bool reported_connected;
+    bool has_address;        /* a valid check arrived: media may come from `addr` */
+    bool nominated;          /* USE-CANDIDATE selected `addr` */
+    bool media_in;           /* RTP arrived from the browser */
+    bool media_out_reported; /* the browser's reports say our RTP reaches it */
+    bool reported_flowing;
     uint64_t id;
     struct leg_setup setup;
     struct sockaddr_storage addr;
@@ -174,6 +176,9 @@ struct out_slot *worker_out_slot(struct media_worker *w, const struct leg *to);
 void worker_out_commit(struct media_worker *w, size_t len);
 /* worker.c: sends what is queued. */
 void worker_flush(struct media_worker *w);
+
+/* worker.c: pushes an event about a leg to the owner's mailbox. */
+void worker_report(struct media_worker *w, uint32_t type, uint64_t leg_id, const char *reason);
 
 /* worker.c: engine internals for answer.c. */
 uint64_t media_engine_new_leg_id(struct media_engine *engine, unsigned index);

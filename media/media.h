@@ -102,6 +102,8 @@ enum media_event {
     MEDIA_EVENT_LEG_CONNECTED, /* DTLS done, SRTP keyed: media can flow */
     MEDIA_EVENT_LEG_FAILED,    /* DTLS failed (wrong fingerprint, alert, timeout...): the leg is
                                   gone. `ptr` is a static string naming the reason (do not free) */
+    MEDIA_EVENT_LEG_FLOWING,   /* media flowed both ways: the browser sent RTP and reported
+                                  receiving ours (sent once per leg) */
 };
 
 /* ------------------------------------------------------------------------- */
@@ -126,7 +128,9 @@ int media_engine_answer_offer(struct media_engine *engine, unsigned index, const
 unsigned media_engine_leg_worker(const struct media_engine *engine, uint64_t leg_id);
 
 /*
- * Relays between two legs on the same worker, both ways: each one's audio and
+ * Relays between two legs on the same worker, both ways (or, when leg_a ==
+ * leg_b, loops a leg's media back to its own browser: the waiting patient's
+ * self-test): each one's audio and
  * video go out to the other under the other's SSRCs, with continuous
  * sequence numbers and timestamps, and each one's key-frame requests reach
  * the other. A leg has at most one peer: linking replaces an older link of

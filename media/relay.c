@@ -142,6 +142,31 @@ static uint64_t arrival_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Once media has gone both ways on a leg, the owner hears of it (a patient is "ready"). */
+static void note_flowing(struct media_worker *w, struct leg *leg)
+{
+    if (leg->media_in && leg->media_out_reported && !leg->reported_flowing) {
+        leg->reported_flowing = true;
+        worker_report(w, MEDIA_EVENT_LEG_FLOWING, leg->id, NULL);
+    }
+}
+
+/* A report block about one of our streams toward `leg`: the browser receives us. */
+static void note_report_blocks(struct media_worker *w, struct leg *leg,
+                               const struct media_rtcp_report *report)
+{
+    if (leg->media_out_reported)
+        return;
+    for (unsigned b = 0; b < report->block_count; b++)
+        for (unsigned k = 0; k < LEG_KIND_COUNT; k++)
+            if (report->blocks[b].ssrc == leg->streams[k].setup.out_ssrc &&
+                leg->streams[k].setup.out_ssrc) {
+                leg->media_out_reported = true;
+                note_flowing(w, leg);
+                return;
+            }
+}
+
 void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t len, uint64_t now_us)
 {
     struct media_rtp_view in;
@@ -169,6 +194,10 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         return;
     }
     from->streams[kind].in_ssrc = in.ssrc;
+    if (!from->media_in) {
+        from->media_in = true;
+        note_flowing(w, from);
+    }
     struct leg *to = from->peer;
     if (!to) {
         leg_drop(w, MEDIA_DROP_NO_PEER);
@@ -320,13 +349,14 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
     bool ready = to && to->srtp && to->has_address;
     int rc;
     while ((rc = media_rtcp_next(&it, &pkt)) == 1) {
-        if (pkt.type == MEDIA_RTCP_SR && ready) {
-            struct media_rtcp_report sr;
-            if (media_rtcp_parse_report(&pkt, &sr) != 0)
+        if (pkt.type == MEDIA_RTCP_SR || pkt.type == MEDIA_RTCP_RR) {
+            struct media_rtcp_report report;
+            if (media_rtcp_parse_report(&pkt, &report) != 0)
                 continue;
-            for (unsigned k = 0; k < LEG_KIND_COUNT; k++)
-                if (sr.ssrc && sr.ssrc == from->streams[k].in_ssrc)
-                    relay_sender_report(w, to, k, &sr);
+            note_report_blocks(w, from, &report);
+            for (unsigned k = 0; ready && report.has_sender_info && k < LEG_KIND_COUNT; k++)
+                if (report.ssrc && report.ssrc == from->streams[k].in_ssrc)
+                    relay_sender_report(w, to, k, &report);
         } else if (pkt.type == MEDIA_RTCP_PSFB && ready &&
                    (pkt.count == MEDIA_RTCP_PSFB_PLI || pkt.count == MEDIA_RTCP_PSFB_FIR)) {
             /* The browser lost the picture we send it: ask its source for a key frame. */

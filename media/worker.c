@@ -125,7 +125,7 @@ static uint64_t now_us(void)
     return (uint64_t)base_now_ms() * 1000u;
 }
 
-static void report(struct media_worker *w, uint32_t type, uint64_t leg_id, const char *reason)
+void worker_report(struct media_worker *w, uint32_t type, uint64_t leg_id, const char *reason)
 {
     if (!w->owner)
         return;
@@ -326,7 +326,8 @@ static void link_legs(struct media_worker *w, struct leg *a, struct leg *b)
     }
     uint64_t now = now_us();
     relay_request_key_frame(w, a, now);
-    relay_request_key_frame(w, b, now);
+    if (b != a)
+        relay_request_key_frame(w, b, now);
     worker_flush(w);
 }
 
@@ -338,7 +339,7 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
             slot = &w->legs[i];
     if (!slot || leg_by_id(w, setup->ice.leg_id) ||
         leg_by_ufrag(w, setup->ice.local_ufrag, strlen(setup->ice.local_ufrag))) {
-        report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
+        worker_report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
         return;
     }
     memset(slot, 0, sizeof(*slot));
@@ -346,7 +347,7 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
     if (setup->has_fingerprint) {
         slot->dtls = media_dtls_new(w->dtls, &setup->remote_fingerprint, NULL);
         if (!slot->dtls) {
-            report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
+            worker_report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
             return;
         }
     }
@@ -366,7 +367,9 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
 static void worker_link(struct media_worker *w, uint64_t a_id, uint64_t b_id)
 {
     struct leg *a = leg_by_id(w, a_id), *b = leg_by_id(w, b_id);
-    if (a && b)
+    if (a && a_id == b_id)
+        link_legs(w, a, a); /* the self-test loop */
+    else if (a && b)
         link_legs(w, a, b);
     else if (a)
         a->peer_id = b_id; /* b is still in the mailbox behind us, or gone: wait for it */
@@ -429,7 +432,7 @@ static void worker_handle_stun(struct media_worker *w, const uint8_t *data, size
     if (msg.use_candidate && (moved || !l->nominated)) {
         l->nominated = true;
         leg_count(&w->counters.legs_nominated, 1);
-        report(w, MEDIA_EVENT_LEG_NOMINATED, l->id, NULL);
+        worker_report(w, MEDIA_EVENT_LEG_NOMINATED, l->id, NULL);
     }
 }
 
@@ -478,7 +481,7 @@ static void dtls_ended(struct media_worker *w, struct leg *l)
     }
     drain_dtls(w, l); /* the alert, if any */
     worker_remove_leg(w, l);
-    report(w, MEDIA_EVENT_LEG_FAILED, id, reason);
+    worker_report(w, MEDIA_EVENT_LEG_FAILED, id, reason);
 }
 
 /* After DTLS progressed: send its output, key SRTP on connection, end the leg on failure. */
@@ -500,11 +503,12 @@ static void dtls_progress(struct media_worker *w, struct leg *l)
             uint64_t id = l->id;
             leg_count(&w->counters.dtls_failures[-MEDIA_DTLS_ERR_EXPORT], 1);
             worker_remove_leg(w, l);
-            report(w, MEDIA_EVENT_LEG_FAILED, id, media_dtls_error_name(MEDIA_DTLS_ERR_EXPORT));
+            worker_report(w, MEDIA_EVENT_LEG_FAILED, id,
+                          media_dtls_error_name(MEDIA_DTLS_ERR_EXPORT));
             return;
         }
         leg_count(&w->counters.dtls_connected, 1);
-        report(w, MEDIA_EVENT_LEG_CONNECTED, l->id, NULL);
+        worker_report(w, MEDIA_EVENT_LEG_CONNECTED, l->id, NULL);
         /* The browser behind the peer leg may have been waiting for this one. */
         if (l->peer)
             relay_request_key_frame(w, l->peer, now_us());
@@ -651,7 +655,7 @@ static void worker_tick(struct media_worker *w, int64_t now)
             uint64_t id = l->id;
             worker_remove_leg(w, l);
             leg_count(&w->counters.legs_expired, 1);
-            report(w, MEDIA_EVENT_LEG_EXPIRED, id, NULL);
+            worker_report(w, MEDIA_EVENT_LEG_EXPIRED, id, NULL);
         }
     }
 }
@@ -1097,7 +1101,7 @@ const uint8_t *media_engine_worker_fingerprint(const struct media_engine *e, uns
 int media_engine_link(struct media_engine *e, uint64_t leg_a, uint64_t leg_b)
 {
     unsigned index = media_engine_leg_worker(e, leg_a);
-    if (index >= e->worker_count || leg_a == leg_b)
+    if (index >= e->worker_count)
         return -EINVAL;
     if (media_engine_leg_worker(e, leg_b) != index)
         return -EXDEV;

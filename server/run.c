@@ -151,6 +151,9 @@ static void handle_media_event(struct srv_state *st, const struct base_msg *msg)
     case MEDIA_EVENT_LEG_FAILED:
         reason = msg->ptr; /* a static string */
         break;
+    case MEDIA_EVENT_LEG_FLOWING:
+        event = SIG_MEDIA_FLOWING;
+        break;
     default:
         return; /* nominations: ICE found (or moved to) an address; nothing to tell */
     }
@@ -164,7 +167,7 @@ void srv_on_wakeup(struct srv_state *st)
     while (base_mailbox_pop(st->inbox, &msg)) {
         if (msg.type == BASE_MSG_PROBE_REPLY)
             handle_probe_reply(st, &msg);
-        else if (msg.type >= MEDIA_EVENT_LEG_NOMINATED && msg.type <= MEDIA_EVENT_LEG_FAILED)
+        else if (msg.type >= MEDIA_EVENT_LEG_NOMINATED && msg.type <= MEDIA_EVENT_LEG_FLOWING)
             handle_media_event(st, &msg);
     }
     if (atomic_exchange(&st->reopen_log_requested, false)) {

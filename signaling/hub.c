@@ -524,6 +524,14 @@ static void media_connect(struct sig_hub *hub, struct consultation *c)
                             "send a new offer: this patient's media is served elsewhere"));
 }
 
+/* A patient not (yet) with a doctor sees and hears themselves through the relay. */
+static void media_self_test(struct sig_hub *hub, struct consultation *c)
+{
+    if (hub->io.media_link && c->patient_leg &&
+        (c->state == SIG_STATE_WAITING || c->state == SIG_STATE_CALLED))
+        hub->io.media_link(hub->io.ctx, c->patient_leg, c->patient_leg);
+}
+
 /* The doctor's leg stops relaying this consultation (it stays up for the next patient). */
 static void media_disconnect(struct sig_hub *hub, struct consultation *c)
 {
@@ -750,6 +758,7 @@ static void staff_remove(struct sig_hub *hub, struct staff *s, enum sig_end_reas
                 set_state(c, to);
                 c->doctor = NULL;
                 s->current = NULL;
+                media_self_test(hub, c);
                 if (c->patient)
                     send_json(hub, c->patient,
                               json_pack("{s:s, s:s}", "type", "returned", "consultation", c->id));
@@ -1068,6 +1077,19 @@ static void on_accept(struct sig_hub *hub, struct request *rq)
     media_connect(hub, c);
 }
 
+/* The patient's readiness changed: doctors watching the queue, or the calling doctor, hear. */
+static void readiness_changed(struct sig_hub *hub, struct consultation *c)
+{
+    unsigned idx = clinic_index(hub, c->clinic);
+    for (struct staff *s = hub->staff; s; s = s->next)
+        if (s->conn && s->on_duty[idx] && c->state == SIG_STATE_WAITING)
+            send_json(hub, s->conn, queue_snapshot(hub, c->clinic));
+    if (c->doctor && c->doctor->conn && c->state != SIG_STATE_WAITING)
+        send_json(hub, c->doctor->conn,
+                  json_pack("{s:s, s:s, s:b}", "type", "peer_devices", "consultation", c->id,
+                            "ready", c->ready));
+}
+
 static void on_device_status(struct sig_hub *hub, struct request *rq)
 {
     struct consultation *c = own_consultation(hub, rq);
@@ -1078,14 +1100,7 @@ static void on_device_status(struct sig_hub *hub, struct request *rq)
         return fail(hub, rq, "bad_request", "field \"ready\" must be true or false");
     c->ready = json_is_true(ready);
     reply(hub, rq, json_pack("{s:s, s:b}", "type", "device_status", "ready", c->ready));
-    unsigned idx = clinic_index(hub, c->clinic);
-    for (struct staff *s = hub->staff; s; s = s->next)
-        if (s->conn && s->on_duty[idx] && c->state == SIG_STATE_WAITING)
-            send_json(hub, s->conn, queue_snapshot(hub, c->clinic));
-    if (c->doctor && c->doctor->conn && c->state != SIG_STATE_WAITING)
-        send_json(hub, c->doctor->conn,
-                  json_pack("{s:s, s:s, s:b}", "type", "peer_devices", "consultation", c->id,
-                            "ready", c->ready));
+    readiness_changed(hub, c);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1227,10 +1242,13 @@ static void on_return(struct sig_hub *hub, struct request *rq)
     enum sig_state to;
     if (sig_state_next(c->state, SIG_EVENT_RETURN, SIG_END_NONE, &to) != 0)
         return fail(hub, rq, "conflict", "consultation %s is %s", c->id, sig_state_name(c->state));
+    if (c->state == SIG_STATE_IN_CONSULTATION)
+        media_disconnect(hub, c);
     set_state(c, to);
     c->doctor = NULL;
     c->started_ms = 0;
     rq->conn->staff->current = NULL;
+    media_self_test(hub, c);
     reply(hub, rq, json_pack("{s:s, s:s}", "type", "returned", "consultation", c->id));
     if (c->patient)
         send_json(hub, c->patient,
@@ -1298,6 +1316,7 @@ static void on_transfer(struct sig_hub *hub, struct request *rq)
     }
     audit(hub, rq->conn, "queue_joined", "ok", moved, NULL,
           json_pack("{s:s, s:s}", "name", moved->name, "via", "transfer"));
+    media_self_test(hub, moved);
     clinic_changed(hub, target);
 }
 
@@ -1418,6 +1437,8 @@ static void on_media(struct sig_hub *hub, struct request *rq)
     free(answer);
     audit(hub, rq->conn, "media_offer", "ok", serving, placed ? placed->cfg->id : NULL,
           json_pack("{s:s}", "request", rq->type));
+    if (c)
+        media_self_test(hub, c);
     if (serving)
         media_connect(hub, serving);
 }
@@ -1445,15 +1466,24 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
         }
     if (!slot)
         return; /* a leg already replaced or released */
-    const char *state = event == SIG_MEDIA_CONNECTED ? "connected" : "ended";
+    const char *state = event == SIG_MEDIA_CONNECTED ? "connected"
+                        : event == SIG_MEDIA_FLOWING ? "flowing"
+                                                     : "ended";
     if (event == SIG_MEDIA_ENDED)
         *slot = 0; /* the relay has already forgotten it */
+    if (event == SIG_MEDIA_FLOWING && slot == &serving->patient_leg && !serving->ready) {
+        serving->ready = true; /* camera, microphone and network path proven */
+        readiness_changed(hub, serving);
+    }
     send_json(hub, to,
               json_pack("{s:s, s:s, s:s?, s:s?}", "type", "media", "state", state, "consultation",
                         serving ? serving->id : NULL, "reason", reason));
-    audit(hub, to, event == SIG_MEDIA_CONNECTED ? "media_connected" : "media_ended",
-          event == SIG_MEDIA_CONNECTED ? "ok" : "failed", serving, NULL,
-          reason ? json_pack("{s:s}", "reason", reason) : NULL);
+    audit(hub, to,
+          event == SIG_MEDIA_ENDED     ? "media_ended"
+          : event == SIG_MEDIA_FLOWING ? "media_flowing"
+                                       : "media_connected",
+          event == SIG_MEDIA_ENDED ? "failed" : "ok", serving, NULL,
+          json_pack("{s:s, s:s?}", "state", state, "reason", reason));
 }
 
 /* ------------------------------------------------------------------------- */

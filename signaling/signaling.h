@@ -135,7 +135,8 @@ struct sig_hub_io {
      */
     uint64_t (*media_offer)(void *ctx, unsigned placement, const char *sdp, size_t len,
                             char **answer, bool *bad_offer, char *err, size_t errlen);
-    /* Relay between two legs; returns 0, or -EXDEV when they are on different workers. */
+    /* Relay between two legs (the same leg twice: loop it back to its browser, the waiting
+     * patient's self-test); returns 0, or -EXDEV when they are on different workers. */
     int (*media_link)(void *ctx, uint64_t leg_a, uint64_t leg_b);
     /* Stop relaying to and from a leg (it stays up). */
     void (*media_unlink)(void *ctx, uint64_t leg);
@@ -147,6 +148,7 @@ struct sig_hub_io {
 enum sig_media_event {
     SIG_MEDIA_CONNECTED = 0, /* DTLS done: media flows */
     SIG_MEDIA_ENDED,         /* the leg is gone: consent timeout, DTLS failure, refused */
+    SIG_MEDIA_FLOWING,       /* media went both ways: a waiting patient's self-test passed */
 };
 
 struct sig_hub;

@@ -165,7 +165,9 @@ struct tp_peer {
     OpusDecoder *decoder;
     bool rx_video_any;
     uint32_t rx_video_tag;
-    uint64_t rx_video_highest; /* (frame << 16 | index) of rx_video_tag */
+    uint64_t rx_video_highest;           /* (frame << 16 | index) of rx_video_tag */
+    uint16_t rx_audio_seq, rx_video_seq; /* the last RTP sequence numbers received, for RRs */
+    uint32_t rx_audio_ts, rx_video_ts;
     int16_t decoded[PCM_DECODE_MAX];
     uint8_t expect[TP_VIDEO_MAX_PAYLOAD];
 
@@ -440,11 +442,22 @@ static void send_video_frame(struct tp_peer *p, uint64_t now)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* An empty receiver report from our first SSRC, so the server sees RTCP flowing. */
+/* A receiver report from our first SSRC, with a block for each stream we receive (as a
+ * browser sends): it tells the server that its media reaches us. */
 static void send_rtcp_report(struct tp_peer *p)
 {
     uint8_t buf[DATAGRAM_MAX];
-    int n = media_rtcp_build_rr(p->audio_ssrc, NULL, 0, buf, sizeof(buf));
+    struct media_rtcp_report_block blocks[2];
+    unsigned n_blocks = 0;
+    pthread_mutex_lock(&p->lock);
+    if (p->stats.last_audio_ssrc_received)
+        blocks[n_blocks++] = (struct media_rtcp_report_block){
+            .ssrc = p->stats.last_audio_ssrc_received, .highest_seq = p->rx_audio_seq};
+    if (p->stats.last_video_ssrc_received)
+        blocks[n_blocks++] = (struct media_rtcp_report_block){
+            .ssrc = p->stats.last_video_ssrc_received, .highest_seq = p->rx_video_seq};
+    pthread_mutex_unlock(&p->lock);
+    int n = media_rtcp_build_rr(p->audio_ssrc, blocks, n_blocks, buf, sizeof(buf));
     if (n <= 0)
         return;
     n = media_srtp_protect_rtcp(p->srtp, buf, (size_t)n, sizeof(buf));
@@ -697,6 +710,26 @@ static void check_video(struct tp_peer *p, const uint8_t *payload, size_t len, u
     }
 }
 
+/* Counts breaks in one received stream's numbering (called under the lock). */
+static void check_continuity(struct tp_peer *p, const struct media_rtp_view *v, uint32_t *last_ssrc,
+                             uint16_t *last_seq, uint32_t *last_ts, uint64_t *seq_jumps,
+                             uint64_t *ts_backwards)
+{
+    if (*last_ssrc) {
+        if (v->ssrc != *last_ssrc)
+            p->stats.ssrc_changes++;
+        else {
+            if ((uint16_t)(v->seq - *last_seq) != 1)
+                (*seq_jumps)++;
+            if ((int32_t)(v->timestamp - *last_ts) < 0)
+                (*ts_backwards)++;
+        }
+    }
+    *last_ssrc = v->ssrc;
+    *last_seq = v->seq;
+    *last_ts = v->timestamp;
+}
+
 static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
 {
     int n = media_srtp_unprotect_rtp(p->srtp, data, len);
@@ -714,7 +747,8 @@ static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
         uint64_t now = now_us();
         pthread_mutex_lock(&p->lock);
         p->stats.audio_received++;
-        p->stats.last_audio_ssrc_received = v.ssrc;
+        check_continuity(p, &v, &p->stats.last_audio_ssrc_received, &p->rx_audio_seq,
+                         &p->rx_audio_ts, &p->stats.audio_seq_jumps, &p->stats.audio_ts_backwards);
         for (int i = 0; i < samples; i++) {
             p->pcm[p->pcm_pos] = p->decoded[i];
             p->pcm_pos = (p->pcm_pos + 1) % PCM_KEEP;
@@ -732,9 +766,12 @@ static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
         p->stats.video_received++;
         p->stats.video_payload_mismatches += mismatch;
         p->stats.video_out_of_order += out_of_order;
-        p->stats.last_video_ssrc_received = v.ssrc;
-        if (tag)
+        check_continuity(p, &v, &p->stats.last_video_ssrc_received, &p->rx_video_seq,
+                         &p->rx_video_ts, &p->stats.video_seq_jumps, &p->stats.video_ts_backwards);
+        if (tag && tag != p->stats.last_video_tag_received) {
             p->stats.last_video_tag_received = tag;
+            p->stats.video_tag_since_us = now_us();
+        }
         pthread_mutex_unlock(&p->lock);
     }
     /* Anything else (RTX, unknown payload types) is not ours to check. */

@@ -145,6 +145,13 @@ struct tp_stats {
                              or no audio for 1 s */
     uint32_t last_video_ssrc_received, last_audio_ssrc_received;
     uint32_t last_video_tag_received; /* whose video arrived last (0: none yet) */
+    uint64_t video_tag_since_us;      /* when that tag's first packet arrived (CLOCK_MONOTONIC) */
+    /* Continuity of what arrives, as a browser's jitter buffer sees it: a sequence number
+     * that is not the previous + 1, or a timestamp that goes backwards. (The relay keeps
+     * both continuous across a change of source.) */
+    uint64_t audio_seq_jumps, video_seq_jumps;
+    uint64_t audio_ts_backwards, video_ts_backwards;
+    uint64_t ssrc_changes; /* the SSRC of either kind changed: the stream restarted */
 };
 
 /* Fills `out` with a snapshot. Any thread. The peak frequency costs a few ms. */

@@ -159,8 +159,84 @@ static int setup_from_offer(const struct media_sdp_offer *offer, struct leg_setu
     return 0;
 }
 
+/* ------------------------------------------------------------------------- */
+/* What the signalling side keeps of each leg                                 */
+/* ------------------------------------------------------------------------- */
+
+static struct leg_record *record_find(struct leg_records *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->count; i++)
+        if (r->items[i].id == id)
+            return &r->items[i];
+    return NULL;
+}
+
+static int record_keep(struct leg_records *r, uint64_t id, unsigned worker,
+                       const struct leg_setup *setup)
+{
+    struct leg_record *rec = record_find(r, id);
+    if (!rec) {
+        if (r->count == r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 64;
+            struct leg_record *items = realloc(r->items, cap * sizeof(*items));
+            if (!items)
+                return -ENOMEM;
+            r->items = items;
+            r->cap = cap;
+        }
+        rec = &r->items[r->count++];
+    }
+    rec->id = id;
+    rec->worker = worker;
+    rec->setup = *setup;
+    return 0;
+}
+
+void leg_records_forget(struct leg_records *r, uint64_t id)
+{
+    struct leg_record *rec = record_find(r, id);
+    if (rec)
+        *rec = r->items[--r->count]; /* order does not matter */
+}
+
+void leg_records_free(struct leg_records *r)
+{
+    free(r->items);
+    memset(r, 0, sizeof(*r));
+}
+
+static bool same_fingerprint(const struct media_dtls_fingerprint *a,
+                             const struct media_dtls_fingerprint *b)
+{
+    return a->hash == b->hash && a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
+}
+
+/*
+ * The same browser connection offers again (its certificate did not change):
+ * keep our ICE credentials unless it restarts ICE (a new ufrag of its own),
+ * and our SSRCs, so that DTLS, SRTP and every stream simply go on.
+ */
+static void carry_over(const struct leg_record *previous, struct leg_setup *setup)
+{
+    bool restart = strcmp(previous->setup.ice.remote_ufrag, setup->ice.remote_ufrag) != 0;
+    if (!restart) {
+        memcpy(setup->ice.local_ufrag, previous->setup.ice.local_ufrag,
+               sizeof(setup->ice.local_ufrag));
+        memcpy(setup->ice.local_pwd, previous->setup.ice.local_pwd, sizeof(setup->ice.local_pwd));
+    }
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+        const struct leg_stream_setup *was = &previous->setup.streams[k];
+        struct leg_stream_setup *now = &setup->streams[k];
+        if (was->out_ssrc)
+            now->out_ssrc = was->out_ssrc;
+        if (was->out_rtx_ssrc && now->rtx_pt >= 0)
+            now->out_rtx_ssrc = was->out_rtx_ssrc;
+    }
+}
+
 int media_engine_answer_offer(struct media_engine *e, unsigned index, const char *sdp, size_t len,
-                              uint64_t *leg_id, char **answer, char *err, size_t errlen)
+                              uint64_t replaces, uint64_t *leg_id, char **answer, char *err,
+                              size_t errlen)
 {
     *answer = NULL;
     *leg_id = 0;
@@ -168,6 +244,7 @@ int media_engine_answer_offer(struct media_engine *e, unsigned index, const char
         snprintf(err, errlen, "no media worker %u", index);
         return -EINVAL;
     }
+    struct leg_records *records = media_engine_records(e);
     struct media_sdp_offer *offer = malloc(sizeof(*offer)); /* ~72 KiB: not on the stack */
     struct leg_setup *setup = calloc(1, sizeof(*setup));
     char *text = malloc(ANSWER_MAX);
@@ -182,8 +259,6 @@ int media_engine_answer_offer(struct media_engine *e, unsigned index, const char
         rc = -EINVAL;
         goto out;
     }
-    uint64_t id = media_engine_new_leg_id(e, index);
-    setup->ice.leg_id = id;
     if (random_ice_string(setup->ice.local_ufrag, UFRAG_CHARS) != 0 ||
         random_ice_string(setup->ice.local_pwd, PWD_CHARS) != 0 ||
         setup_from_offer(offer, setup) != 0) {
@@ -191,6 +266,20 @@ int media_engine_answer_offer(struct media_engine *e, unsigned index, const char
         rc = -EAGAIN;
         goto out;
     }
+    const struct leg_record *previous = replaces ? record_find(records, replaces) : NULL;
+    bool in_place = previous && same_fingerprint(&previous->setup.remote_fingerprint,
+                                                 &setup->remote_fingerprint);
+    uint64_t id;
+    if (in_place) {
+        bool restart = strcmp(previous->setup.ice.remote_ufrag, setup->ice.remote_ufrag) != 0;
+        carry_over(previous, setup);
+        id = replaces;
+        index = previous->worker;
+        records->ice_restarts += restart;
+    } else {
+        id = media_engine_new_leg_id(e, index);
+    }
+    setup->ice.leg_id = id;
     char cname[24], stream_id[32], audio_track[40], video_track[40];
     snprintf(cname, sizeof(cname), "tabib-%" PRIx64, id);
     snprintf(stream_id, sizeof(stream_id), "tabib-%" PRIx64, id);
@@ -221,9 +310,18 @@ int media_engine_answer_offer(struct media_engine *e, unsigned index, const char
         rc = -EINVAL;
         goto out;
     }
-    rc = media_engine_push_leg(e, index, setup); /* takes `setup`, also on failure */
+    if (record_keep(records, id, index, setup) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* Both take `setup`, also on failure. */
+    rc = in_place ? media_engine_push_leg_update(e, index, setup)
+                  : media_engine_push_leg(e, index, setup);
     setup = NULL;
     if (rc != 0) {
+        if (!in_place)
+            leg_records_forget(records, id);
         snprintf(err, errlen, "the media worker is overloaded; try again");
         goto out;
     }

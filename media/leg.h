@@ -180,7 +180,31 @@ void worker_flush(struct media_worker *w);
 /* worker.c: pushes an event about a leg to the owner's mailbox. */
 void worker_report(struct media_worker *w, uint32_t type, uint64_t leg_id, const char *reason);
 
+/*
+ * What the signalling side keeps of each leg it answered (answer.c, signalling
+ * thread only): enough to answer a later offer of the same browser connection
+ * in place.
+ */
+struct leg_record {
+    uint64_t id;
+    unsigned worker;
+    struct leg_setup setup;
+};
+
+struct leg_records {
+    struct leg_record *items;
+    size_t count, cap;
+    uint64_t ice_restarts;
+};
+
+/* answer.c: forgets leg `id` (if kept), and frees the lot. */
+void leg_records_forget(struct leg_records *records, uint64_t id);
+void leg_records_free(struct leg_records *records);
+
 /* worker.c: engine internals for answer.c. */
+struct leg_records *media_engine_records(struct media_engine *engine);
+int media_engine_push_leg_update(struct media_engine *engine, unsigned index,
+                                 struct leg_setup *setup);
 uint64_t media_engine_new_leg_id(struct media_engine *engine, unsigned index);
 int media_engine_push_leg(struct media_engine *engine, unsigned index, struct leg_setup *setup);
 const char *media_engine_public_ip(const struct media_engine *engine);

@@ -112,17 +112,26 @@ enum media_event {
 
 /*
  * Answers a browser's SDP offer (`len` bytes, Unified Plan, BUNDLE,
- * rtcp-mux) with a new leg on worker `index`: fresh ICE credentials, the
- * worker's DTLS fingerprint, our SSRCs and msids, one host candidate at
- * public_ip and the worker's port. On success sets `*leg_id` (unique in the
- * engine) and `*answer` (malloc'd SDP; the caller frees it) and returns 0.
- * Otherwise returns -EINVAL with `err` naming what the offer lacks (e.g.
- * "line 31: a=rtpmap:111 opus: expected <name>/<clock>") or -ENOMEM / -EAGAIN
- * (the worker's mailbox is full) with `err` saying so. Signalling thread.
+ * rtcp-mux) with a leg: fresh ICE credentials, the worker's DTLS
+ * fingerprint, our SSRCs and msids, one host candidate at public_ip and the
+ * worker's port. On success sets `*leg_id` (unique in the engine) and
+ * `*answer` (malloc'd SDP; the caller frees it) and returns 0. Otherwise
+ * returns -EINVAL with `err` naming what the offer lacks (e.g. "line 31:
+ * a=rtpmap:111 opus: expected <name>/<clock>") or -ENOMEM / -EAGAIN (the
+ * worker's mailbox is full) with `err` saying so. Signalling thread.
+ *
+ * `replaces` is the sender's current leg (0 when none). When the offer comes
+ * from the same RTCPeerConnection (the same DTLS certificate fingerprint),
+ * the leg is kept: its DTLS association, SRTP keys, SSRCs and numbering go on,
+ * and only what the offer changed is taken, in particular new ICE
+ * credentials (an ICE restart: a browser keeps its DTLS across one, so the
+ * server must too); `*leg_id` is then `replaces` itself, on its own worker.
+ * Otherwise a new leg is made on worker `index` and the caller releases the
+ * old one.
  */
 int media_engine_answer_offer(struct media_engine *engine, unsigned index, const char *sdp,
-                              size_t len, uint64_t *leg_id, char **answer, char *err,
-                              size_t errlen);
+                              size_t len, uint64_t replaces, uint64_t *leg_id, char **answer,
+                              char *err, size_t errlen);
 
 /* The worker a leg of media_engine_answer_offer() lives on. */
 unsigned media_engine_leg_worker(const struct media_engine *engine, uint64_t leg_id);
@@ -142,8 +151,15 @@ int media_engine_link(struct media_engine *engine, uint64_t leg_a, uint64_t leg_
 /* Ends the relay of `leg_id` (and of its peer toward it). Returns 0, -EINVAL or -EAGAIN. */
 int media_engine_unlink(struct media_engine *engine, uint64_t leg_id);
 
-/* A leg's worker-independent removal: media_engine_leg_remove() on its worker. */
+/*
+ * Ends a leg of media_engine_answer_offer() (on whichever worker it is) and
+ * forgets what the signalling side kept of it. Signalling thread. Also to be
+ * called for a leg the workers reported gone. Returns 0, -EINVAL or -EAGAIN.
+ */
 int media_engine_leg_release(struct media_engine *engine, uint64_t leg_id);
+
+/* ICE restarts answered in place since start (signalling thread's counter). */
+uint64_t media_engine_ice_restarts(const struct media_engine *engine);
 
 /*
  * Adds a leg to worker `index` (asynchronously, through its mailbox; `p` is

@@ -51,6 +51,7 @@ struct media_engine {
     struct base_logger *log;
     const char *public_ip;
     _Atomic uint64_t next_leg_serial;
+    struct leg_records records; /* the signalling thread's: see answer.c */
 };
 
 static const char *const drop_reason_names[MEDIA_DROP_REASON_COUNT] = {
@@ -110,6 +111,7 @@ enum {
     MEDIA_MSG_LEG_REMOVE,
     MEDIA_MSG_LEG_LINK,
     MEDIA_MSG_LEG_UNLINK,
+    MEDIA_MSG_LEG_UPDATE,
 };
 
 /* The smallest datagram worth looking at: a STUN header or a minimal RTCP packet. */
@@ -362,6 +364,31 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
         if (other != slot && other->in_use && other->peer_id == slot->id)
             link_legs(w, other, slot);
     }
+}
+
+/*
+ * A new offer from the same browser connection: new ICE credentials (an ICE
+ * restart) and whatever else it changed, while DTLS, SRTP, the address, the
+ * link and every stream's numbering go on.
+ */
+static void worker_update_leg(struct media_worker *w, const struct leg_setup *setup)
+{
+    struct leg *l = leg_by_id(w, setup->ice.leg_id);
+    if (!l)
+        return; /* gone meanwhile: the owner has heard of it */
+    struct leg *clash = leg_by_ufrag(w, setup->ice.local_ufrag, strlen(setup->ice.local_ufrag));
+    if (clash && clash != l) {
+        worker_report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
+        return;
+    }
+    l->setup.ice = setup->ice;
+    memcpy(l->setup.ext_id, setup->ext_id, sizeof(l->setup.ext_id));
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+        l->setup.streams[k] = setup->streams[k];
+        l->streams[k].setup = setup->streams[k];
+    }
+    /* The browser checks the new credentials at once; consent starts over from now. */
+    l->last_check_ms = now_ms();
 }
 
 static void worker_link(struct media_worker *w, uint64_t a_id, uint64_t b_id)
@@ -694,6 +721,10 @@ static bool worker_read_mailbox(struct media_worker *w)
             free(msg.ptr);
             break;
         }
+        case MEDIA_MSG_LEG_UPDATE:
+            worker_update_leg(w, msg.ptr);
+            free(msg.ptr);
+            break;
         case MEDIA_MSG_LEG_UNLINK: {
             struct leg *l = leg_by_id(w, msg.arg);
             if (l) {
@@ -831,7 +862,8 @@ static void worker_free(struct media_worker *w)
     if (w->mailbox) {
         struct base_msg m;
         while (base_mailbox_pop(w->mailbox, &m))
-            if (m.type == MEDIA_MSG_LEG_ADD || m.type == MEDIA_MSG_LEG_LINK)
+            if (m.type == MEDIA_MSG_LEG_ADD || m.type == MEDIA_MSG_LEG_LINK ||
+                m.type == MEDIA_MSG_LEG_UPDATE)
                 free(m.ptr);
     }
     base_mailbox_free(w->mailbox);
@@ -971,6 +1003,7 @@ void media_engine_stop(struct media_engine *e)
         worker_free(e->workers[i]);
     }
     free(e->workers);
+    leg_records_free(&e->records);
     free(e);
 }
 
@@ -1128,5 +1161,25 @@ int media_engine_unlink(struct media_engine *e, uint64_t leg_id)
 
 int media_engine_leg_release(struct media_engine *e, uint64_t leg_id)
 {
+    leg_records_forget(&e->records, leg_id);
     return media_engine_leg_remove(e, media_engine_leg_worker(e, leg_id), leg_id);
+}
+
+struct leg_records *media_engine_records(struct media_engine *e)
+{
+    return &e->records;
+}
+
+uint64_t media_engine_ice_restarts(const struct media_engine *e)
+{
+    return e->records.ice_restarts;
+}
+
+int media_engine_push_leg_update(struct media_engine *e, unsigned index, struct leg_setup *setup)
+{
+    struct base_msg m = {.type = MEDIA_MSG_LEG_UPDATE, .ptr = setup};
+    int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
+    if (rc)
+        free(setup);
+    return rc;
 }

@@ -196,7 +196,8 @@ void srv_on_wakeup(struct srv_state *st)
 /* ------------------------------------------------------------------------- */
 
 static uint64_t hub_media_offer(void *ctx, unsigned placement, const char *sdp, size_t len,
-                                char **answer, bool *bad_offer, char *err, size_t errlen)
+                                uint64_t replaces, char **answer, bool *bad_offer, char *err,
+                                size_t errlen)
 {
     struct srv_state *st = ctx;
     if (!st->media) {
@@ -206,7 +207,8 @@ static uint64_t hub_media_offer(void *ctx, unsigned placement, const char *sdp, 
     }
     unsigned worker = placement % media_engine_worker_count(st->media);
     uint64_t leg = 0;
-    int rc = media_engine_answer_offer(st->media, worker, sdp, len, &leg, answer, err, errlen);
+    int rc =
+        media_engine_answer_offer(st->media, worker, sdp, len, replaces, &leg, answer, err, errlen);
     *bad_offer = rc == -EINVAL;
     return rc == 0 ? leg : 0;
 }

@@ -1421,22 +1421,27 @@ static void on_media(struct sig_hub *hub, struct request *rq)
         placement = s->current->leg_placement;
     char *answer = NULL, err[256] = "";
     bool bad_offer = false;
-    uint64_t leg = hub->io.media_offer(hub->io.ctx, placement, sdp, strlen(sdp), &answer,
+    uint64_t *slot = c ? &c->patient_leg : &s->leg;
+    uint64_t leg = hub->io.media_offer(hub->io.ctx, placement, sdp, strlen(sdp), *slot, &answer,
                                        &bad_offer, err, sizeof(err));
     if (!leg)
         return fail(hub, rq, bad_offer ? "bad_sdp" : "unavailable", "%s", err);
-    uint64_t *slot = c ? &c->patient_leg : &s->leg;
     struct consultation *serving = c ? c : s->current;
-    if (serving && *slot)
-        media_disconnect(hub, serving);
-    media_release(hub, slot);
-    *slot = leg;
-    if (c)
-        c->leg_placement = placement;
+    bool kept = leg == *slot; /* the same browser connection: its leg goes on as it is */
+    if (!kept) {
+        if (serving && *slot)
+            media_disconnect(hub, serving);
+        media_release(hub, slot);
+        *slot = leg;
+        if (c)
+            c->leg_placement = placement;
+    }
     reply(hub, rq, json_pack("{s:s, s:s}", "type", "answer", "sdp", answer));
     free(answer);
     audit(hub, rq->conn, "media_offer", "ok", serving, placed ? placed->cfg->id : NULL,
-          json_pack("{s:s}", "request", rq->type));
+          json_pack("{s:s, s:b}", "request", rq->type, "same_connection", kept));
+    if (kept)
+        return;
     if (c)
         media_self_test(hub, c);
     if (serving)
@@ -1470,7 +1475,7 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
                         : event == SIG_MEDIA_FLOWING ? "flowing"
                                                      : "ended";
     if (event == SIG_MEDIA_ENDED)
-        *slot = 0; /* the relay has already forgotten it */
+        media_release(hub, slot); /* the worker has dropped it; the rest of the relay forgets */
     if (event == SIG_MEDIA_FLOWING && slot == &serving->patient_leg && !serving->ready) {
         serving->ready = true; /* camera, microphone and network path proven */
         readiness_changed(hub, serving);

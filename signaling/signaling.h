@@ -127,14 +127,18 @@ struct sig_hub_io {
      * Media legs. All NULL when there is no media relay: `offer` is then
      * answered `unavailable`. A leg id is never 0.
      *
-     * media_offer answers the SDP offer `sdp` (`len` bytes) with a new leg
+     * media_offer answers the SDP offer `sdp` (`len` bytes) with a leg
      * placed by `placement` (a clinic index: a clinic's legs share a media
-     * worker, so a consultation relays inside one thread). Returns the leg id
-     * and sets *answer (malloc'd SDP, the hub frees it), or returns 0 with
-     * `err` set and *bad_offer telling the offer's fault from the server's.
+     * worker, so a consultation relays inside one thread). `replaces` is the
+     * sender's current leg (0 none): when the offer comes from the same
+     * browser connection (renegotiation, ICE restart) that leg is kept and
+     * its id returned. Returns the leg id and sets *answer (malloc'd SDP, the
+     * hub frees it), or returns 0 with `err` set and *bad_offer telling the
+     * offer's fault from the server's.
      */
     uint64_t (*media_offer)(void *ctx, unsigned placement, const char *sdp, size_t len,
-                            char **answer, bool *bad_offer, char *err, size_t errlen);
+                            uint64_t replaces, char **answer, bool *bad_offer, char *err,
+                            size_t errlen);
     /* Relay between two legs (the same leg twice: loop it back to its browser, the waiting
      * patient's self-test); returns 0, or -EXDEV when they are on different workers. */
     int (*media_link)(void *ctx, uint64_t leg_a, uint64_t leg_b);

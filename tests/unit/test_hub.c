@@ -87,9 +87,14 @@ static void media_note(struct world *w, const char *verb, uint64_t a, uint64_t b
 }
 
 static uint64_t on_media_offer(void *ctx, unsigned placement, const char *sdp, size_t len,
-                               char **answer, bool *bad_offer, char *err, size_t errlen)
+                               uint64_t replaces, char **answer, bool *bad_offer, char *err,
+                               size_t errlen)
 {
     struct world *w = ctx;
+    if (replaces && strstr(sdp, "same connection")) {
+        *answer = strdup("v=0 answer");
+        return replaces; /* the relay keeps the leg */
+    }
     if (len < 4 || strncmp(sdp, "v=0", 3) != 0) {
         *bad_offer = true;
         snprintf(err, errlen, "line 1: not an SDP offer");
@@ -612,6 +617,11 @@ static void media_legs_follow_the_consultation(void **state)
     assert_null(last_event(w, 5, "media"));
     assert_int_equal(audits_of(w, "media_connected ok"), 1);
 
+    /* An offer from the same browser connection (an ICE restart) keeps the leg as it is. */
+    unsigned asked = w->media_count;
+    assert_string_equal(
+        type_of(ask(w, 0, "\"type\":\"ice_restart\",\"sdp\":\"v=0 same connection\"")), "answer");
+    assert_int_equal(w->media_count, asked); /* no release, unlink or link */
     /* A new offer from the patient replaces the leg: the old one is released, the new linked. */
     ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 restart\"");
     assert_int_equal(media_asked(w, "release 1"), 1);
@@ -623,14 +633,15 @@ static void media_legs_follow_the_consultation(void **state)
     assert_int_equal(media_asked(w, "release 3"), 1);
     assert_int_equal(media_asked(w, "release 2"), 0);
 
-    /* A leg that dies is reported and forgotten: it is not released again. */
+    /* A leg that dies is reported, released once (the relay forgets it) and not again. */
     sig_hub_media_event(w->hub, 2, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
     ev = last_event(w, 5, "media");
     assert_string_equal(json_string_value(json_object_get(ev, "state")), "ended");
     assert_string_equal(json_string_value(json_object_get(ev, "reason")), "consent_timeout");
     assert_int_equal(audits_of(w, "media_ended failed"), 1);
+    assert_int_equal(media_asked(w, "release 2"), 1);
     ask(w, 5, "\"type\":\"logout\"");
-    assert_int_equal(media_asked(w, "release 2"), 0);
+    assert_int_equal(media_asked(w, "release 2"), 1);
 
     /* Legs on different workers cannot be linked: the doctor is asked to offer again. */
     w->link_result = -EXDEV;

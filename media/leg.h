@@ -20,6 +20,7 @@
 
 #include "dtls.h"
 #include "media.h"
+#include "packet_cache.h"
 #include "rtcp.h"
 #include "rtp.h"
 #include "sdp.h"
@@ -73,6 +74,8 @@ struct leg_stream {
     uint64_t last_key_frame_request_us; /* rate limit of PLIs toward the browser */
     /* For the SR we send on the browser's behalf: the last SR its source sent. */
     uint32_t sent_packets, sent_octets;
+    struct media_packet_cache *cache; /* video: what we sent, to answer the browser's NACKs */
+    uint16_t rtx_seq;                 /* our RTX stream's numbering toward the browser */
 };
 
 struct leg {
@@ -109,6 +112,12 @@ struct worker_counters {
     _Atomic uint64_t rtcp_relayed;
     _Atomic uint64_t key_frame_requests;
     _Atomic uint64_t feedback_sent;
+    _Atomic uint64_t nacks_received;     /* NACK packets from browsers */
+    _Atomic uint64_t nack_retransmitted; /* NACKed packets resent from the cache */
+    _Atomic uint64_t nack_missed;        /* not in the cache (never had it, or too old) */
+    _Atomic uint64_t nack_suppressed;    /* asked again too soon: not resent twice */
+    _Atomic uint64_t nacks_forwarded;    /* NACKs passed on to the source for what we lacked */
+    _Atomic uint64_t rtx_relayed;        /* retransmissions from a source relayed on */
     _Atomic uint64_t stun_answered;
     _Atomic uint64_t stun_refused;
     _Atomic uint64_t legs_active;
@@ -151,7 +160,8 @@ struct media_worker {
     struct iovec iovs[LEG_RECV_BATCH];
     struct sockaddr_storage addrs[LEG_RECV_BATCH];
     uint8_t buffers[LEG_RECV_BATCH][LEG_DATAGRAM_MAX];
-    /* Send batch. */
+    /* Send batch, and room to rebuild one packet as a retransmission. */
+    uint8_t scratch[LEG_SEND_BUFFER];
     unsigned out_count;
     struct mmsghdr out_msgs[LEG_SEND_BATCH];
     struct iovec out_iovs[LEG_SEND_BATCH];
@@ -221,7 +231,10 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
 void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t now_us);
 /* relay.c: sends the browser of `leg` its transport-wide feedback, if any is due. */
 void relay_send_feedback(struct media_worker *w, struct leg *leg);
-/* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases). */
-void relay_leg_init(struct leg *leg);
+/* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases) and
+ * its video packet cache. Returns 0, or -1 when out of memory. */
+int relay_leg_init(struct leg *leg);
+/* relay.c: frees what relay_leg_init() made. */
+void relay_leg_free(struct leg *leg);
 
 #endif

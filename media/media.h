@@ -66,6 +66,12 @@ struct media_worker_stats {
     uint64_t rtcp_relayed;       /* RTCP packets (SR, PLI, FIR) forwarded or made for it */
     uint64_t key_frame_requests; /* PLIs sent to a browser (new viewer, lost picture) */
     uint64_t feedback_sent;      /* transport-wide congestion feedback packets sent */
+    uint64_t nacks_received;     /* NACK packets from browsers */
+    uint64_t nack_retransmitted; /* NACKed packets resent from the packet cache */
+    uint64_t nack_missed;        /* NACKed packets not in the cache (lost before the server) */
+    uint64_t nack_suppressed;    /* NACKed again too soon: not resent twice */
+    uint64_t nacks_forwarded;    /* NACKs passed on to the source browser for what we lacked */
+    uint64_t rtx_relayed;        /* retransmissions from a source browser relayed on */
     uint64_t dtls_connected;     /* handshakes completed */
     uint64_t dtls_failures[MEDIA_FAILURE_KINDS]; /* legs ended by DTLS, by reason */
     uint64_t srtp_failures[MEDIA_FAILURE_KINDS]; /* packets refused by SRTP, by reason */

@@ -28,9 +28,12 @@
 #include <openssl/rand.h>
 
 #include "bytes.h"
+#include "packet_cache.h"
 #include "rtcp.h"
 
 #define KEY_FRAME_REQUEST_INTERVAL_US 300000 /* at most ~3 PLIs a second toward one browser */
+#define VIDEO_CACHE_PACKETS           128 /* ~1 s of 1.2 Mbit/s video: longer than any useful RTT */
+#define NACK_SEQS_MAX                 128
 #define ONE_BYTE_EXT_MAX_ID           14
 #define RTCP_OUT_MAX                  256
 
@@ -42,7 +45,7 @@ static uint32_t random_u32(void)
     return v;
 }
 
-void relay_leg_init(struct leg *leg)
+int relay_leg_init(struct leg *leg)
 {
     for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
         struct leg_stream *s = &leg->streams[k];
@@ -50,6 +53,24 @@ void relay_leg_init(struct leg *leg)
         /* RFC 3550: random initial sequence numbers and timestamps. */
         media_rtp_rewriter_init(&s->rewriter, s->setup.out_ssrc, (uint16_t)random_u32(),
                                 random_u32());
+        s->rtx_seq = (uint16_t)random_u32();
+    }
+    struct leg_stream *video = &leg->streams[LEG_VIDEO];
+    if (video->setup.active && video->setup.browser_receives) {
+        struct media_packet_cache_config cfg = MEDIA_PACKET_CACHE_CONFIG_DEFAULT;
+        cfg.capacity = VIDEO_CACHE_PACKETS;
+        video->cache = media_packet_cache_new(&cfg, NULL);
+        if (!video->cache)
+            return -1;
+    }
+    return 0;
+}
+
+void relay_leg_free(struct leg *leg)
+{
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+        media_packet_cache_free(leg->streams[k].cache);
+        leg->streams[k].cache = NULL;
     }
 }
 
@@ -142,6 +163,25 @@ static uint64_t arrival_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Protects and queues an RTCP compound of `len` bytes, built in `slot`, to `to`. */
+static void send_rtcp(struct media_worker *w, struct leg *to, struct out_slot *slot, size_t len)
+{
+    int n = media_srtp_protect_rtcp(to->srtp, slot->data, len, sizeof(slot->data));
+    if (n < 0) {
+        leg_count(&w->counters.send_failures, 1);
+        return;
+    }
+    worker_out_commit(w, (size_t)n);
+    leg_count(&w->counters.rtcp_relayed, 1);
+}
+
+/* Our SSRC as the sender of RTCP toward `leg`: its video stream's, else its audio's. */
+static uint32_t rtcp_sender_ssrc(const struct leg *leg)
+{
+    uint32_t ssrc = leg->streams[LEG_VIDEO].setup.out_ssrc;
+    return ssrc ? ssrc : leg->streams[LEG_AUDIO].setup.out_ssrc;
+}
+
 /* Once media has gone both ways on a leg, the owner hears of it (a patient is "ready"). */
 static void note_flowing(struct media_worker *w, struct leg *leg)
 {
@@ -189,9 +229,30 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         leg_drop(w, MEDIA_DROP_UNKNOWN_PAYLOAD);
         return;
     }
+    bool retransmission = false;
     if (is_rtx) {
-        leg_drop(w, MEDIA_DROP_RTX);
-        return;
+        /* A retransmission the source made for a NACK we passed on: back to the original
+         * packet (RFC 4588: a 2-byte original sequence number, then the payload), relayed
+         * like any other. One carrying no payload is a bandwidth probe: it ends here. */
+        struct leg_stream *src = &from->streams[kind];
+        if (in.payload_len <= 2 || !src->in_ssrc || src->setup.codec_count == 0) {
+            leg_drop(w, MEDIA_DROP_RTX);
+            return;
+        }
+        uint16_t osn = rd16(in.payload);
+        uint8_t *payload = data + in.header_len;
+        memmove(payload, payload + 2, in.payload_len - 2 + in.padding_len);
+        len -= 2;
+        data[1] = (uint8_t)((data[1] & 0x80) | src->setup.pts[0]);
+        wr16(data + 2, osn);
+        wr32(data + 8, src->in_ssrc);
+        if (media_rtp_parse(data, len, &in) != 0) {
+            leg_drop(w, MEDIA_DROP_MALFORMED);
+            return;
+        }
+        codec = src->setup.codecs[0];
+        retransmission = true;
+        leg_count(&w->counters.rtx_relayed, 1);
     }
     from->streams[kind].in_ssrc = in.ssrc;
     if (!from->media_in) {
@@ -246,34 +307,112 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
     memcpy(o + MEDIA_RTP_HEADER_SIZE, in.csrc, csrc_bytes);
     pos += ext_len;
     memcpy(o + pos, in.payload, tail);
-    int n = media_srtp_protect_rtp(to->srtp, o, pos + tail, sizeof(slot->data));
+    size_t plain = pos + tail;
+    if (out->cache)
+        media_packet_cache_store(out->cache, o, plain, out_seq, (int64_t)(now_us / 1000));
+    if (retransmission && out->setup.rtx_pt >= 0 && out->setup.out_rtx_ssrc) {
+        /* Repaired loss goes out on the receiver's RTX stream, as it expects. */
+        memcpy(w->scratch, o, plain);
+        int rtx =
+            media_rtx_build(w->scratch, plain, (uint8_t)out->setup.rtx_pt, out->setup.out_rtx_ssrc,
+                            ++out->rtx_seq, o, sizeof(slot->data) - MEDIA_SRTP_MAX_OVERHEAD);
+        if (rtx < 0) {
+            leg_drop(w, MEDIA_DROP_MALFORMED);
+            return;
+        }
+        plain = (size_t)rtx;
+    }
+    int n = media_srtp_protect_rtp(to->srtp, o, plain, sizeof(slot->data));
     if (n < 0) {
         leg_count(&w->counters.send_failures, 1);
         return;
     }
     worker_out_commit(w, (size_t)n);
-    out->sent_packets++;
-    out->sent_octets += (uint32_t)in.payload_len;
+    if (!retransmission) {
+        out->sent_packets++;
+        out->sent_octets += (uint32_t)in.payload_len;
+    }
     leg_count(&w->counters.rtp_relayed, 1);
 }
 
-/* Protects and queues an RTCP compound of `len` bytes, built in `slot`, to `to`. */
-static void send_rtcp(struct media_worker *w, struct leg *to, struct out_slot *slot, size_t len)
+/* Resends one cached packet to `leg` (as RTX when negotiated) with a fresh transport-wide number.
+ */
+static void resend_from_cache(struct media_worker *w, struct leg *leg, struct leg_stream *out,
+                              const uint8_t *pkt, size_t len)
 {
-    int n = media_srtp_protect_rtcp(to->srtp, slot->data, len, sizeof(slot->data));
+    struct out_slot *slot = worker_out_slot(w, leg);
+    size_t cap = sizeof(slot->data) - MEDIA_SRTP_MAX_OVERHEAD;
+    int n;
+    if (out->setup.rtx_pt >= 0 && out->setup.out_rtx_ssrc) {
+        n = media_rtx_build(pkt, len, (uint8_t)out->setup.rtx_pt, out->setup.out_rtx_ssrc,
+                            ++out->rtx_seq, slot->data, cap);
+    } else {
+        n = len <= cap ? (int)len : -1;
+        if (n > 0)
+            memcpy(slot->data, pkt, len); /* the same packet again: SRTP allows the repeat */
+    }
+    if (n <= 0)
+        return;
+    uint8_t twcc_id = leg->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC];
+    if (one_byte_id(twcc_id))
+        media_rtp_set_twcc_seq(slot->data, (size_t)n, twcc_id, ++leg->twcc_out_seq);
+    n = media_srtp_protect_rtp(leg->srtp, slot->data, (size_t)n, sizeof(slot->data));
     if (n < 0) {
         leg_count(&w->counters.send_failures, 1);
         return;
     }
     worker_out_commit(w, (size_t)n);
-    leg_count(&w->counters.rtcp_relayed, 1);
 }
 
-/* Our SSRC as the sender of RTCP toward `leg`: its video stream's, else its audio's. */
-static uint32_t rtcp_sender_ssrc(const struct leg *leg)
+/*
+ * A browser lost some of the video we sent it: resend what the cache holds;
+ * ask the source browser for the rest (it was lost before it reached us), in
+ * the source's own numbering.
+ */
+static void answer_nack(struct media_worker *w, struct leg *from, const struct media_rtcp_fb *fb,
+                        int64_t now_ms)
 {
-    uint32_t ssrc = leg->streams[LEG_VIDEO].setup.out_ssrc;
-    return ssrc ? ssrc : leg->streams[LEG_AUDIO].setup.out_ssrc;
+    struct leg_stream *out = &from->streams[LEG_VIDEO];
+    if (!out->cache || fb->media_ssrc != out->setup.out_ssrc)
+        return;
+    leg_count(&w->counters.nacks_received, 1);
+    uint16_t seqs[NACK_SEQS_MAX], missing[NACK_SEQS_MAX];
+    int n = media_rtcp_nack_expand(fb, seqs, NACK_SEQS_MAX);
+    unsigned n_missing = 0;
+    uint32_t source_ssrc = 0;
+    for (int i = 0; i < n && i < NACK_SEQS_MAX; i++) {
+        const uint8_t *pkt;
+        size_t len;
+        switch (media_packet_cache_nack(out->cache, seqs[i], now_ms, &pkt, &len)) {
+        case MEDIA_PACKET_CACHE_RESEND:
+            leg_count(&w->counters.nack_retransmitted, 1);
+            resend_from_cache(w, from, out, pkt, len);
+            break;
+        case MEDIA_PACKET_CACHE_SUPPRESSED:
+            leg_count(&w->counters.nack_suppressed, 1);
+            break;
+        default:
+            leg_count(&w->counters.nack_missed, 1);
+            if (media_rtp_rewriter_source_seq(&out->rewriter, seqs[i], &source_ssrc,
+                                              &missing[n_missing]))
+                n_missing++;
+            break;
+        }
+    }
+    struct leg *source = from->peer;
+    if (!n_missing || !source || !source->srtp || !source->has_address ||
+        source->streams[LEG_VIDEO].in_ssrc != source_ssrc)
+        return;
+    struct out_slot *slot = worker_out_slot(w, source);
+    uint32_t sender = rtcp_sender_ssrc(source);
+    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
+    int nack = rr > 0 ? media_rtcp_build_nack(sender, source_ssrc, missing, n_missing,
+                                              slot->data + rr, RTCP_OUT_MAX - (size_t)rr)
+                      : -1;
+    if (nack <= 0)
+        return;
+    leg_count(&w->counters.nacks_forwarded, 1);
+    send_rtcp(w, source, slot, (size_t)(rr + nack));
 }
 
 void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t now_us)
@@ -357,6 +496,10 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
             for (unsigned k = 0; ready && report.has_sender_info && k < LEG_KIND_COUNT; k++)
                 if (report.ssrc && report.ssrc == from->streams[k].in_ssrc)
                     relay_sender_report(w, to, k, &report);
+        } else if (pkt.type == MEDIA_RTCP_RTPFB && pkt.count == MEDIA_RTCP_RTPFB_NACK) {
+            struct media_rtcp_fb fb;
+            if (media_rtcp_parse_fb(&pkt, &fb) == 0)
+                answer_nack(w, from, &fb, (int64_t)(now_us / 1000));
         } else if (pkt.type == MEDIA_RTCP_PSFB && ready &&
                    (pkt.count == MEDIA_RTCP_PSFB_PLI || pkt.count == MEDIA_RTCP_PSFB_FIR)) {
             /* The browser lost the picture we send it: ask its source for a key frame. */

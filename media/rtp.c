@@ -357,6 +357,16 @@ bool media_rtp_rewriter_timestamp(const struct media_rtp_rewriter *rw, uint32_t 
     return true;
 }
 
+bool media_rtp_rewriter_source_seq(const struct media_rtp_rewriter *rw, uint16_t out_seq,
+                                   uint32_t *ssrc, uint16_t *in_seq)
+{
+    if (!rw->has_source)
+        return false;
+    *ssrc = rw->src_ssrc;
+    *in_seq = (uint16_t)(out_seq - rw->seq_delta);
+    return true;
+}
+
 enum media_rtp_rewrite media_rtp_rewriter_rewrite(struct media_rtp_rewriter *rw, uint8_t *data,
                                                   size_t len, uint64_t now_us, uint32_t clock_rate)
 {

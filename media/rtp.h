@@ -279,6 +279,14 @@ bool media_rtp_rewriter_timestamp(const struct media_rtp_rewriter *rw, uint32_t 
                                   uint32_t *out_ts);
 
 /*
+ * The reverse of the numbering, for a NACK the server cannot answer itself:
+ * which packet of the current source went out as `out_seq`. True with
+ * `*ssrc` and `*in_seq` set; false when no source was relayed yet.
+ */
+bool media_rtp_rewriter_source_seq(const struct media_rtp_rewriter *rw, uint16_t out_seq,
+                                   uint32_t *ssrc, uint16_t *in_seq);
+
+/*
  * media_rtp_rewriter_map() on the packet `data`/`len` itself: reads its
  * SSRC, seq and timestamp and, unless the verdict is to drop, writes the
  * outgoing SSRC, seq and timestamp in place. The caller has parsed it.

@@ -303,6 +303,7 @@ static void worker_remove_leg(struct media_worker *w, struct leg *l)
         w->handshaking--;
     media_dtls_free(l->dtls);
     media_srtp_free(l->srtp);
+    relay_leg_free(l);
     memset(l, 0, sizeof(*l));
     if (had_address)
         rebuild_address_table(w);
@@ -356,7 +357,13 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
     slot->in_use = true;
     slot->id = setup->ice.leg_id;
     slot->last_check_ms = now_ms();
-    relay_leg_init(slot);
+    if (relay_leg_init(slot) != 0) {
+        relay_leg_free(slot);
+        media_dtls_free(slot->dtls);
+        memset(slot, 0, sizeof(*slot));
+        worker_report(w, MEDIA_EVENT_LEG_REFUSED, setup->ice.leg_id, NULL);
+        return;
+    }
     leg_count(&w->counters.legs_active, 1);
     /* A link asked for before this leg arrived. */
     for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
@@ -871,6 +878,7 @@ static void worker_free(struct media_worker *w)
         for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
             media_dtls_free(w->legs[i].dtls);
             media_srtp_free(w->legs[i].srtp);
+            relay_leg_free(&w->legs[i]);
         }
     media_dtls_ctx_free(w->dtls);
     media_stun_ctx_free(w->stun);
@@ -1046,6 +1054,12 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->rtcp_relayed = atomic_load_explicit(&c->rtcp_relayed, memory_order_relaxed);
     out->key_frame_requests = atomic_load_explicit(&c->key_frame_requests, memory_order_relaxed);
     out->feedback_sent = atomic_load_explicit(&c->feedback_sent, memory_order_relaxed);
+    out->nacks_received = atomic_load_explicit(&c->nacks_received, memory_order_relaxed);
+    out->nack_retransmitted = atomic_load_explicit(&c->nack_retransmitted, memory_order_relaxed);
+    out->nack_missed = atomic_load_explicit(&c->nack_missed, memory_order_relaxed);
+    out->nack_suppressed = atomic_load_explicit(&c->nack_suppressed, memory_order_relaxed);
+    out->nacks_forwarded = atomic_load_explicit(&c->nacks_forwarded, memory_order_relaxed);
+    out->rtx_relayed = atomic_load_explicit(&c->rtx_relayed, memory_order_relaxed);
     out->dtls_connected = atomic_load_explicit(&c->dtls_connected, memory_order_relaxed);
     for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
         out->packets_dropped[r] =

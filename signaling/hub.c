@@ -76,6 +76,7 @@ struct consultation {
     struct staff *doctor;    /* who called them */
     uint64_t patient_leg;    /* the patient's media leg, 0 none */
     unsigned leg_placement;  /* where it was placed: the doctor's leg goes there too */
+    int64_t media_lost_ms;   /* a participant's leg ended during the consultation, 0 none */
     unsigned sent_position;  /* the last position told to the patient */
     int64_t sent_estimate_s;
 };
@@ -1476,6 +1477,21 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
                                                      : "ended";
     if (event == SIG_MEDIA_ENDED)
         media_release(hub, slot); /* the worker has dropped it; the rest of the relay forgets */
+    /* A consultation whose media is gone waits a grace period for a new leg, then ends. */
+    if (serving && serving->state == SIG_STATE_IN_CONSULTATION) {
+        if (event == SIG_MEDIA_ENDED && !serving->media_lost_ms) {
+            serving->media_lost_ms = now_ms;
+            bool patient_side = slot == &serving->patient_leg;
+            struct conn *other =
+                patient_side ? (serving->doctor ? serving->doctor->conn : NULL) : serving->patient;
+            send_json(hub, other,
+                      json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "peer", "consultation",
+                                serving->id, "who", patient_side ? "patient" : "doctor", "state",
+                                "media_lost", "grace_s", (json_int_t)(hub->cfg.grace_ms / 1000)));
+        } else if (event == SIG_MEDIA_CONNECTED) {
+            serving->media_lost_ms = 0;
+        }
+    }
     if (event == SIG_MEDIA_FLOWING && slot == &serving->patient_leg && !serving->ready) {
         serving->ready = true; /* camera, microphone and network path proven */
         readiness_changed(hub, serving);
@@ -1713,11 +1729,17 @@ void sig_hub_tick(struct sig_hub *hub, int64_t now_ms)
     hub->now_ms = now_ms;
     for (struct consultation *c = hub->consultations, *next; c; c = next) {
         next = c->next;
-        if (!c->patient && c->patient_gone_ms && now_ms - c->patient_gone_ms >= hub->cfg.grace_ms)
+        if (!c->patient && c->patient_gone_ms && now_ms - c->patient_gone_ms >= hub->cfg.grace_ms) {
             end_consultation(hub, c,
                              c->state == SIG_STATE_IN_CONSULTATION ? SIG_END_CONNECTION_LOST
                                                                    : SIG_END_ABANDONED,
                              NULL);
+        } else if (c->media_lost_ms && c->state == SIG_STATE_IN_CONSULTATION &&
+                   now_ms - c->media_lost_ms >= hub->cfg.grace_ms) {
+            audit(hub, NULL, "media_lost", "failed", c, NULL,
+                  json_pack("{s:I}", "grace_s", (json_int_t)(hub->cfg.grace_ms / 1000)));
+            end_consultation(hub, c, SIG_END_CONNECTION_LOST, NULL);
+        }
     }
     for (struct staff *s = hub->staff, *next; s; s = next) {
         next = s->next;

@@ -683,6 +683,43 @@ static void media_leg_follows_a_transfer(void **state)
     assert_int_equal(media_asked(w, "link 1 2"), 1);
 }
 
+/* Media gone during a consultation: the other side hears it; a new leg in time saves the
+ * consultation, none ends it after the grace period. */
+static void lost_media_ends_the_consultation_after_grace(void **state)
+{
+    struct world *w = *state;
+    join(w, 0, "general", "Patient");
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    ask(w, 5, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\"");  /* leg 1 */
+    ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 patient\""); /* leg 2 */
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 0, "\"type\":\"accept\"");
+    sig_hub_media_event(w->hub, 2, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
+    json_t *peer = last_event(w, 5, "peer");
+    assert_non_null(peer);
+    assert_string_equal(json_string_value(json_object_get(peer, "state")), "media_lost");
+    /* The patient offers again and connects within the grace period: nothing ends. */
+    ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 patient again\""); /* leg 3 */
+    sig_hub_media_event(w->hub, 3, SIG_MEDIA_CONNECTED, NULL, ++w->now);
+    w->now += w->cfg.grace_ms + 1;
+    sig_hub_tick(w->hub, w->now);
+    assert_null(last_event(w, 0, "ended"));
+    /* Lost again, and nobody comes back: connection_lost after the grace period. */
+    sig_hub_media_event(w->hub, 1, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
+    assert_string_equal(json_string_value(json_object_get(last_event(w, 0, "peer"), "state")),
+                        "media_lost");
+    w->now += w->cfg.grace_ms - 10;
+    sig_hub_tick(w->hub, w->now);
+    assert_null(last_event(w, 0, "ended"));
+    w->now += 20;
+    sig_hub_tick(w->hub, w->now);
+    json_t *ended = last_event(w, 0, "ended");
+    assert_non_null(ended);
+    assert_string_equal(json_string_value(json_object_get(ended, "reason")), "connection_lost");
+    assert_int_equal(audits_of(w, "media_lost failed"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -701,6 +738,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(shutdown_ends_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(media_legs_follow_the_consultation, setup, teardown),
         cmocka_unit_test_setup_teardown(media_leg_follows_a_transfer, setup, teardown),
+        cmocka_unit_test_setup_teardown(lost_media_ends_the_consultation_after_grace, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

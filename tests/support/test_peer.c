@@ -8,9 +8,13 @@
  * one thread per peer (peer_thread) that alone touches the socket's receive
  * side, the SSL object, the SRTP sessions and the Opus decoder, sleeping in
  * poll() until a datagram or the next deadline (ICE retry, DTLS timer,
- * consent, audio, video, RTCP). What other threads read (statistics, the
- * decoded audio) sits behind one mutex; the stop and silent flags are
- * atomics, and an eventfd wakes the thread to stop.
+ * consent, audio, video, RTCP, NACK). What other threads read (statistics,
+ * the decoded audio) sits behind one mutex; so do the socket and the
+ * server's address, which the thread alone changes once it runs but
+ * tp_peer_send_raw() uses from anywhere. Requests from other threads (stop,
+ * silent, a PLI to send, an address change, an ICE restart's credentials)
+ * are atomics, the restart's data under the mutex, and an eventfd wakes the
+ * thread to act on them.
  */
 #include "test_peer.h"
 
@@ -84,6 +88,15 @@
 #define VIDEO_CLOCK     90000
 #define VIDEO_KEY_SCALE 5
 
+#define AUDIO_SILENCE_LEVEL 127 /* -dBov of digital silence, for ssrc-audio-level */
+#define RMS_FLOOR_DBFS      -120.0
+
+#define MISSING_MAX     512 /* missing video seqs tracked at once; the oldest go first */
+#define NACK_PER_PACKET 128 /* seqs per NACK packet (at most 512 bytes of FCI) */
+#define NACK_DELAY_US   ((uint64_t)TP_NACK_DELAY_MS * 1000u)
+#define NACK_RETRY_US   ((uint64_t)TP_NACK_INTERVAL_MS * 1000u)
+#define NACK_GIVE_UP_US ((uint64_t)TP_NACK_GIVE_UP_MS * 1000u)
+
 enum phase {
     PHASE_ICE = 0, /* checking */
     PHASE_DTLS,    /* ICE succeeded, handshake under way */
@@ -102,19 +115,52 @@ struct out_stream {
     char mid[MEDIA_SDP_MID_MAX + 1];
 };
 
+/* A received video seq the peer waits for: lost, or dropped on purpose. */
+struct missing_seq {
+    int64_t seq;           /* extended */
+    uint64_t shown_us;     /* when its gap showed: it is given up NACK_GIVE_UP_US later */
+    uint64_t next_nack_us; /* when to ask (again) */
+    unsigned tries;        /* NACKs that asked for it */
+    uint32_t gap;          /* which gap it belongs to: one seq jump per gap given up */
+};
+
+/* An ICE restart's credentials and address, from set_answer to the peer's thread. */
+struct ice_update {
+    char local_ufrag[9];
+    char local_pwd[25];
+    char remote_ufrag[MEDIA_SDP_ICE_MAX + 1];
+    char remote_pwd[MEDIA_SDP_ICE_MAX + 1];
+    struct sockaddr_in remote;
+    uint32_t rx_rtx_ssrc;
+};
+
 struct tp_peer {
     struct tp_config cfg;
     char name[32];
-    int fd;
+    int fd; /* changed by the peer's thread alone once it runs, under `lock` */
     int wake_fd;
-    uint16_t local_port;
-    struct sockaddr_in remote;
+    _Atomic uint16_t local_port;
+    struct sockaddr_in remote; /* as fd */
     bool have_answer;
     bool ran; /* tp_peer_start() was called once */
     bool thread_running;
     pthread_t thread;
     atomic_bool stop;
     atomic_bool silent;
+    atomic_bool audio_silent;  /* send the silence loop instead of the tone */
+    atomic_bool want_pli;      /* tp_peer_request_key_frame() */
+    atomic_bool want_move;     /* tp_peer_change_address() */
+    atomic_bool restart_ready; /* `restart` holds an answered ICE restart */
+    struct ice_update restart; /* under `lock` */
+
+    /* The offer, on the test's thread: the credentials it carries (the current ones, or an ICE
+     * restart's that wait for their answer) and the o= line's version. */
+    char offer_ufrag[9];
+    char offer_pwd[25];
+    uint64_t session_version;
+    bool restart_offered; /* tp_peer_restart_ice() was called: an answer to it may come */
+    char remote_ufrag_offered[MEDIA_SDP_ICE_MAX + 1]; /* the server's in its last answer */
+    char remote_pwd_offered[MEDIA_SDP_ICE_MAX + 1];
 
     /* ICE */
     char local_ufrag[9];
@@ -124,7 +170,16 @@ struct tp_peer {
     uint64_t tie_breaker;
     struct media_stun_ctx *stun;
     uint8_t txids[TXID_RING][MEDIA_STUN_TXID_SIZE];
+    unsigned txid_gen[TXID_RING]; /* the ice_gen each request was sent in */
     unsigned txid_next;
+    /* Checking again after an address change or ICE restart (peer's thread). A success to a
+     * request of the current generation ends it. */
+    unsigned ice_gen;
+    bool rechecking;       /* connected (or handshaking) and checking again */
+    bool media_paused;     /* after an address change, until a check succeeds */
+    bool move_checking;    /* a success completes an address change */
+    bool restart_checking; /* a success completes an ICE restart */
+    uint64_t paused_since_us;
 
     /* DTLS client */
     EVP_PKEY *key;
@@ -150,6 +205,9 @@ struct tp_peer {
     /* What the answer says we receive */
     int rx_audio_pt; /* -1: none */
     int rx_video_pt;
+    int rx_rtx_pt;                   /* VP8's RTX, -1: none */
+    uint32_t rx_rtx_ssrc;            /* the server's RTX SSRC (FID), 0: not declared */
+    uint32_t rx_video_ssrc_declared; /* the server's primary video SSRC in its answer, or 0 */
 
     /* Sending, on the peer's thread */
     enum phase phase;
@@ -159,6 +217,11 @@ struct tp_peer {
     unsigned audio_loop_next;
     int audio_loop_len[AUDIO_LOOP_FRAMES];
     uint8_t audio_loop[AUDIO_LOOP_FRAMES][AUDIO_FRAME_BYTES];
+    int silence_loop_len[AUDIO_LOOP_FRAMES];
+    uint8_t silence_loop[AUDIO_LOOP_FRAMES][AUDIO_FRAME_BYTES];
+    bool force_key; /* a PLI or FIR asked for a key frame: the next frame is one */
+    bool fir_any;   /* a FIR for us arrived: fir_seq is its command seq */
+    uint8_t fir_seq;
     uint64_t next_check_us, next_consent_us, next_audio_us, next_video_us, next_rtcp_us;
 
     /* Receiving, on the peer's thread */
@@ -168,6 +231,15 @@ struct tp_peer {
     uint64_t rx_video_highest;           /* (frame << 16 | index) of rx_video_tag */
     uint16_t rx_audio_seq, rx_video_seq; /* the last RTP sequence numbers received, for RRs */
     uint32_t rx_audio_ts, rx_video_ts;
+    /* The primary video stream received (see "Continuity" in test_peer.h). */
+    bool rx_primary_any;
+    uint32_t rx_primary_ssrc;
+    int64_t rx_video_ext;                    /* extended highest seq */
+    uint64_t rx_video_new;                   /* new packets seen, for drop_video_every */
+    struct missing_seq missing[MISSING_MAX]; /* in the order the gaps showed (= seq order) */
+    unsigned n_missing;
+    uint32_t gap_next;   /* the last gap's number */
+    uint32_t gap_jumped; /* the last gap counted as a jump */
     int16_t decoded[PCM_DECODE_MAX];
     uint8_t expect[TP_VIDEO_MAX_PAYLOAD];
 
@@ -268,6 +340,14 @@ static void video_fill(uint8_t *out, size_t len, uint32_t frame, uint16_t index)
 /* Sending datagrams                                                          */
 /* ------------------------------------------------------------------------- */
 
+/* Wakes the peer's thread to act on a request. */
+static void wake(struct tp_peer *p)
+{
+    uint64_t one = 1;
+    ssize_t woken = write(p->wake_fd, &one, sizeof(one)); /* cannot fail: one write of 1 */
+    (void)woken;
+}
+
 /* Sends one datagram to the server, unless silent. Returns true when it went out. */
 static bool send_datagram(struct tp_peer *p, const uint8_t *data, size_t len)
 {
@@ -312,6 +392,7 @@ static void dtls_flush(struct tp_peer *p)
 /* A Binding request to the server: the nominating check, or a consent check. */
 static void send_binding_request(struct tp_peer *p, bool use_candidate)
 {
+    p->txid_gen[p->txid_next % TXID_RING] = p->ice_gen;
     uint8_t *txid = p->txids[p->txid_next++ % TXID_RING];
     if (RAND_bytes(txid, MEDIA_STUN_TXID_SIZE) != 1)
         return;
@@ -339,10 +420,11 @@ static void send_binding_request(struct tp_peer *p, bool use_candidate)
 /*
  * Writes the RTP header with a one-byte-form extension (RFC 8285) holding
  * the elements the answer kept: mid, abs-send-time, transport-wide-cc and,
- * for audio, the audio level. Returns the header length.
+ * for audio, the audio level (the tone's with voice activity, or silence's
+ * without). Returns the header length.
  */
 static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool marker, uint8_t *b,
-                               uint64_t now)
+                               uint64_t now, bool silent)
 {
     b[0] = 0x80;
     b[1] = (uint8_t)((marker ? 0x80 : 0) | s->pt);
@@ -370,7 +452,7 @@ static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool mar
     }
     if (s->ext_audio_level) {
         b[pos++] = (uint8_t)(s->ext_audio_level << 4);
-        b[pos++] = 0x80 | AUDIO_LEVEL_DBOV; /* V: voice activity */
+        b[pos++] = silent ? AUDIO_SILENCE_LEVEL : 0x80 | AUDIO_LEVEL_DBOV; /* 0x80: voice */
     }
     if (pos == 16)
         return 12;
@@ -393,10 +475,13 @@ static void send_audio_frame(struct tp_peer *p, uint64_t now)
 {
     uint8_t buf[DATAGRAM_MAX];
     unsigned i = p->audio_loop_next++ % AUDIO_LOOP_FRAMES;
-    size_t h = write_rtp_header(p, &p->audio, false, buf, now);
-    memcpy(buf + h, p->audio_loop[i], (size_t)p->audio_loop_len[i]);
+    bool silent = atomic_load(&p->audio_silent);
+    const uint8_t *frame = silent ? p->silence_loop[i] : p->audio_loop[i];
+    size_t len = (size_t)(silent ? p->silence_loop_len[i] : p->audio_loop_len[i]);
+    size_t h = write_rtp_header(p, &p->audio, false, buf, now, silent);
+    memcpy(buf + h, frame, len);
     p->audio.ts += AUDIO_FRAME;
-    if (send_rtp(p, buf, h + (size_t)p->audio_loop_len[i])) {
+    if (send_rtp(p, buf, h + len)) {
         pthread_mutex_lock(&p->lock);
         p->stats.audio_sent++;
         pthread_mutex_unlock(&p->lock);
@@ -405,14 +490,18 @@ static void send_audio_frame(struct tp_peer *p, uint64_t now)
 
 /*
  * One VP8-shaped frame: kbps*1000/8/fps bytes of RTP payload (5x on key
- * frames), split into packets of at most TP_VIDEO_MAX_PAYLOAD bytes, the
- * marker bit on the last, all with the frame's 90 kHz timestamp.
+ * frames: every TP_VIDEO_KEYFRAME_EVERY-th, and the first after a PLI or
+ * FIR), split into packets of at most TP_VIDEO_MAX_PAYLOAD bytes, the marker
+ * bit on the last, all with the frame's 90 kHz timestamp.
  */
 static void send_video_frame(struct tp_peer *p, uint64_t now)
 {
     uint32_t frame = p->video_frame++;
     size_t size = (size_t)p->cfg.video_kbps * 1000u / 8u / p->cfg.video_fps;
-    if (frame % TP_VIDEO_KEYFRAME_EVERY == 0)
+    bool requested = p->force_key;
+    bool key = requested || frame % TP_VIDEO_KEYFRAME_EVERY == 0;
+    p->force_key = false;
+    if (key)
         size *= VIDEO_KEY_SCALE;
     size_t packets = (size + TP_VIDEO_MAX_PAYLOAD - 1) / TP_VIDEO_MAX_PAYLOAD;
     if (packets == 0)
@@ -422,7 +511,7 @@ static void send_video_frame(struct tp_peer *p, uint64_t now)
     for (size_t i = 0; i < packets; i++) {
         size_t data_len = data_total / packets + (i < data_total % packets ? 1 : 0);
         uint8_t buf[DATAGRAM_MAX];
-        size_t h = write_rtp_header(p, &p->video, i + 1 == packets, buf, now);
+        size_t h = write_rtp_header(p, &p->video, i + 1 == packets, buf, now, false);
         uint8_t *payload = buf + h;
         payload[0] = i == 0 ? 0x10 : 0x00; /* VP8 descriptor: S bit on a frame's start */
         put32(payload + 1, TP_VIDEO_MAGIC);
@@ -437,9 +526,51 @@ static void send_video_frame(struct tp_peer *p, uint64_t now)
     p->video.ts += VIDEO_CLOCK / p->cfg.video_fps;
     pthread_mutex_lock(&p->lock);
     p->stats.video_sent += sent;
-    if (sent)
+    if (sent) {
         p->stats.video_frames_sent++;
+        p->stats.key_frames_sent += key;
+        p->stats.key_frames_requested += requested;
+    }
     pthread_mutex_unlock(&p->lock);
+}
+
+/* Our SSRC as the sender of RTCP: the video stream's when we send video, else the audio's. */
+static uint32_t rtcp_sender(const struct tp_peer *p)
+{
+    return p->video.enabled ? p->video_ssrc : p->audio_ssrc;
+}
+
+/* Protects and sends one RTCP packet of `len` bytes in `buf` (DATAGRAM_MAX bytes). */
+static bool send_rtcp(struct tp_peer *p, uint8_t *buf, size_t len)
+{
+    int n = media_srtp_protect_rtcp(p->srtp, buf, len, DATAGRAM_MAX);
+    return n > 0 && send_datagram(p, buf, (size_t)n);
+}
+
+/* A PLI about the server's video (tp_peer_request_key_frame), reduced-size (rtcp-rsize). */
+static void send_pli(struct tp_peer *p)
+{
+    uint32_t media_ssrc = p->rx_primary_any ? p->rx_primary_ssrc : p->rx_video_ssrc_declared;
+    uint8_t buf[DATAGRAM_MAX];
+    int n = media_ssrc ? media_rtcp_build_pli(rtcp_sender(p), media_ssrc, buf, sizeof(buf)) : -1;
+    if (n > 0 && send_rtcp(p, buf, (size_t)n)) {
+        pthread_mutex_lock(&p->lock);
+        p->stats.plis_sent++;
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* A generic NACK about the server's primary video SSRC for `n` seqs. */
+static void send_nack(struct tp_peer *p, const uint16_t *seqs, size_t n)
+{
+    uint8_t buf[DATAGRAM_MAX];
+    int len = media_rtcp_build_nack(rtcp_sender(p), p->rx_primary_ssrc, seqs, n, buf, sizeof(buf));
+    if (len > 0 && send_rtcp(p, buf, (size_t)len)) {
+        pthread_mutex_lock(&p->lock);
+        p->stats.nacks_sent++;
+        p->stats.nacked_seqs += n;
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* A receiver report from our first SSRC, with a block for each stream we receive (as a
@@ -635,12 +766,13 @@ static void dtls_timeout(struct tp_peer *p)
 /* Receiving                                                                  */
 /* ------------------------------------------------------------------------- */
 
-static bool txid_ours(const struct tp_peer *p, const uint8_t *txid)
+/* The slot of our request `txid` in the ring, or -1. */
+static int txid_slot(const struct tp_peer *p, const uint8_t *txid)
 {
     for (unsigned i = 0; i < TXID_RING && i < p->txid_next; i++)
         if (memcmp(p->txids[i], txid, MEDIA_STUN_TXID_SIZE) == 0)
-            return true;
-    return false;
+            return (int)i;
+    return -1;
 }
 
 static void on_stun(struct tp_peer *p, const uint8_t *data, size_t len,
@@ -661,13 +793,37 @@ static void on_stun(struct tp_peer *p, const uint8_t *data, size_t len,
             send_datagram(p, buf, (size_t)n);
         return;
     }
-    if (m.type != MEDIA_STUN_BINDING_SUCCESS || !txid_ours(p, m.txid) || !m.has_xor_mapped ||
-        media_stun_verify_fingerprint(&m) != 0 ||
+    int slot = m.type == MEDIA_STUN_BINDING_SUCCESS ? txid_slot(p, m.txid) : -1;
+    if (slot < 0 || !m.has_xor_mapped || media_stun_verify_fingerprint(&m) != 0 ||
         media_stun_verify_integrity(p->stun, &m, p->remote_pwd) != 0)
         return;
+    /* A success to a request of the current generation: the pair in use (the new socket, the
+     * new credentials) works. */
+    bool current = p->txid_gen[slot] == p->ice_gen;
     pthread_mutex_lock(&p->lock);
     p->stats.stun_success_received++;
+    if (current) {
+        p->stats.ice_checking = false;
+        p->stats.address_changes += p->move_checking;
+        p->stats.ice_restarts += p->restart_checking;
+    }
     pthread_mutex_unlock(&p->lock);
+    if (current) {
+        p->move_checking = p->restart_checking = false;
+        if (p->rechecking) {
+            uint64_t now = now_us();
+            p->rechecking = false;
+            p->next_consent_us = now + (uint64_t)p->cfg.consent_interval_ms * 1000u;
+            if (p->media_paused) {
+                /* Media resumes now, its clocks moved on by the time it was held. */
+                uint64_t held = now - p->paused_since_us;
+                p->media_paused = false;
+                p->audio.ts += (uint32_t)(held * AUDIO_RATE / 1000000u / AUDIO_FRAME * AUDIO_FRAME);
+                p->video.ts += (uint32_t)(held * VIDEO_CLOCK / 1000000u);
+                p->next_audio_us = p->next_video_us = p->next_rtcp_us = now;
+            }
+        }
+    }
     if (p->phase == PHASE_ICE) {
         p->phase = PHASE_DTLS;
         p->next_consent_us = now_us() + (uint64_t)p->cfg.consent_interval_ms * 1000u;
@@ -675,9 +831,13 @@ static void on_stun(struct tp_peer *p, const uint8_t *data, size_t len,
     }
 }
 
-/* Checks one received video payload against what its sender's generator makes. */
-static void check_video(struct tp_peer *p, const uint8_t *payload, size_t len, uint64_t *mismatch,
-                        uint64_t *out_of_order, uint32_t *tag)
+/*
+ * Checks one received video payload against what its sender's generator
+ * makes; with `ordered` (a new packet of the primary stream) also its
+ * (frame, index) against the highest seen of its tag.
+ */
+static void check_video(struct tp_peer *p, const uint8_t *payload, size_t len, bool ordered,
+                        uint64_t *mismatch, uint64_t *out_of_order, uint32_t *tag)
 {
     if (len < VIDEO_OVERHEAD || get32(payload + 1) != TP_VIDEO_MAGIC) {
         (*mismatch)++;
@@ -696,6 +856,8 @@ static void check_video(struct tp_peer *p, const uint8_t *payload, size_t len, u
     video_fill(p->expect, data_len, frame, index);
     if (memcmp(p->expect, payload + VIDEO_OVERHEAD, data_len) != 0)
         (*mismatch)++;
+    if (!ordered)
+        return; /* late by nature: recovered, or a duplicate */
     uint64_t key = (uint64_t)frame << 16 | index;
     if (p->rx_video_any && *tag == p->rx_video_tag) {
         if (key < p->rx_video_highest)
@@ -730,8 +892,185 @@ static void check_continuity(struct tp_peer *p, const struct media_rtp_view *v, 
     *last_ts = v->timestamp;
 }
 
+/* `seq` extended to the one nearest `highest` (RFC 3550 appendix A.1). */
+static int64_t extend_seq(int64_t highest, uint16_t seq)
+{
+    return highest + (int16_t)(uint16_t)(seq - (uint16_t)highest);
+}
+
+/* The following run under `lock`: the missing list is the peer thread's, its counters shared. */
+
+/* Gives up missing seq `i`: unrecovered, and its gap a seq jump unless counted already. */
+static void give_up_missing(struct tp_peer *p, unsigned i)
+{
+    p->stats.video_unrecovered++;
+    if (p->missing[i].gap != p->gap_jumped) {
+        p->gap_jumped = p->missing[i].gap;
+        p->stats.video_seq_jumps++;
+    }
+    memmove(&p->missing[i], &p->missing[i + 1], (p->n_missing - i - 1) * sizeof(p->missing[0]));
+    p->n_missing--;
+    p->stats.video_missing = p->n_missing;
+}
+
+static void give_up_all(struct tp_peer *p)
+{
+    while (p->n_missing)
+        give_up_missing(p, 0);
+}
+
+/* Seqs `from`..`to` (extended, inclusive) are a new gap: NACK them soon. */
+static void add_gap(struct tp_peer *p, int64_t from, int64_t to, uint64_t now)
+{
+    uint32_t gap = ++p->gap_next;
+    if (gap == p->gap_jumped)
+        gap = ++p->gap_next; /* (after 2^32 gaps) */
+    for (int64_t seq = from; seq <= to; seq++) {
+        if (p->n_missing == MISSING_MAX)
+            give_up_missing(p, 0);
+        p->missing[p->n_missing++] = (struct missing_seq){
+            .seq = seq, .shown_us = now, .next_nack_us = now + NACK_DELAY_US, .gap = gap};
+    }
+    p->stats.video_missing = p->n_missing;
+}
+
+/* Whether `seq` (extended) was missing; it is not any more. */
+static bool fill_missing(struct tp_peer *p, int64_t seq)
+{
+    for (unsigned i = 0; i < p->n_missing; i++) {
+        if (p->missing[i].seq != seq)
+            continue;
+        uint64_t took = now_us() - p->missing[i].shown_us;
+        if (took > p->stats.video_recovery_max_us)
+            p->stats.video_recovery_max_us = took;
+        memmove(&p->missing[i], &p->missing[i + 1], (p->n_missing - i - 1) * sizeof(p->missing[0]));
+        p->n_missing--;
+        p->stats.video_missing = p->n_missing;
+        p->stats.video_recovered++;
+        return true;
+    }
+    return false;
+}
+
+/* A late packet of the primary stream (`seq` extended, at or behind the highest), or a
+ * retransmission of it: recovered if missing, else late. */
+static void late_video(struct tp_peer *p, int64_t seq)
+{
+    if (!fill_missing(p, seq))
+        p->stats.video_late++;
+}
+
+/*
+ * Places a packet of the server's primary video stream (see "Continuity" in
+ * test_peer.h). Returns whether it is new, that is in order: only those go
+ * through the (frame, index) order check. Under `lock`.
+ */
+static bool place_video(struct tp_peer *p, const struct media_rtp_view *v, uint64_t now)
+{
+    bool fresh = false;
+    if (!p->rx_primary_any || v->ssrc != p->rx_primary_ssrc) {
+        if (p->rx_primary_any) {
+            p->stats.ssrc_changes++;
+            give_up_all(p);
+        }
+        fresh = true;
+    } else {
+        int64_t seq = extend_seq(p->rx_video_ext, v->seq);
+        int64_t ahead = seq - p->rx_video_ext;
+        if (ahead > 1 + TP_NACK_MAX_GAP || -ahead >= TP_LATE_WINDOW) {
+            /* A discontinuity: the numbering starts afresh here. */
+            p->stats.video_seq_jumps++;
+            give_up_all(p);
+            if ((int32_t)(v->timestamp - p->rx_video_ts) < 0)
+                p->stats.video_ts_backwards++;
+            p->rx_video_ext = seq;
+            p->rx_video_seq = v->seq;
+            p->rx_video_ts = v->timestamp;
+            return true;
+        }
+        if (ahead <= 0) {
+            late_video(p, seq);
+            return false;
+        }
+        if (ahead > 1)
+            add_gap(p, p->rx_video_ext + 1, seq - 1, now);
+        if ((int32_t)(v->timestamp - p->rx_video_ts) < 0)
+            p->stats.video_ts_backwards++;
+        p->rx_video_ext = seq;
+        p->rx_video_ts = v->timestamp;
+        p->rx_video_seq = v->seq;
+        return true;
+    }
+    /* The first packet of a stream. */
+    p->rx_primary_any = true;
+    p->rx_primary_ssrc = v->ssrc;
+    p->stats.last_video_ssrc_received = v->ssrc;
+    p->rx_video_ext = v->seq;
+    p->rx_video_seq = v->seq;
+    p->rx_video_ts = v->timestamp;
+    return fresh;
+}
+
+/*
+ * drop_video_every: whether to discard this packet, still protected, as if
+ * the network had lost it. Only new packets of the primary stream count
+ * (not the first, not resends), read from the RTP header, which SRTP leaves
+ * in the clear; dropping before SRTP sees the packet keeps its index out of
+ * the replay window, so a plain resend of it is still accepted.
+ */
+static bool drop_on_purpose(struct tp_peer *p, const uint8_t *data, size_t len)
+{
+    if (!p->cfg.drop_video_every || !p->rx_primary_any || len < MEDIA_RTP_HEADER_SIZE ||
+        (data[1] & 0x7F) != p->rx_video_pt || get32(data + 8) != p->rx_primary_ssrc)
+        return false;
+    int64_t ahead = extend_seq(p->rx_video_ext, get16(data + 2)) - p->rx_video_ext;
+    if (ahead <= 0 || ahead > 1 + TP_NACK_MAX_GAP ||
+        ++p->rx_video_new % p->cfg.drop_video_every != 0)
+        return false;
+    pthread_mutex_lock(&p->lock);
+    p->stats.video_dropped++;
+    pthread_mutex_unlock(&p->lock);
+    return true;
+}
+
+/* Checks a video payload (of a primary packet or inside an RTX) and counts what it found. */
+static void take_video(struct tp_peer *p, const uint8_t *payload, size_t len, bool ordered)
+{
+    uint64_t mismatch = 0, out_of_order = 0;
+    uint32_t tag = 0;
+    check_video(p, payload, len, ordered, &mismatch, &out_of_order, &tag);
+    pthread_mutex_lock(&p->lock);
+    p->stats.video_payload_mismatches += mismatch;
+    p->stats.video_out_of_order += out_of_order;
+    if (ordered && tag && tag != p->stats.last_video_tag_received) {
+        p->stats.last_video_tag_received = tag;
+        p->stats.video_tag_since_us = now_us();
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* An RTX packet (RFC 4588): the original seq (OSN), then the original payload. */
+static void on_rtx(struct tp_peer *p, const struct media_rtp_view *v)
+{
+    if (p->rx_rtx_ssrc && v->ssrc != p->rx_rtx_ssrc)
+        return; /* not the stream the answer paired with our video */
+    bool media = v->payload_len >= 2 && p->rx_primary_any;
+    pthread_mutex_lock(&p->lock);
+    p->stats.rtx_received++;
+    if (media) {
+        p->stats.video_received++;
+        late_video(p, extend_seq(p->rx_video_ext, get16(v->payload)));
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (media)
+        take_video(p, v->payload + 2, v->payload_len - 2, false);
+    /* (Without media it is padding, a bandwidth probe.) */
+}
+
 static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
 {
+    if (drop_on_purpose(p, data, len))
+        return;
     int n = media_srtp_unprotect_rtp(p->srtp, data, len);
     struct media_rtp_view v;
     if (n < 0 || media_rtp_parse(data, (size_t)n, &v) != 0) {
@@ -759,22 +1098,56 @@ static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
         }
         pthread_mutex_unlock(&p->lock);
     } else if (v.payload_type == p->rx_video_pt) {
-        uint64_t mismatch = 0, out_of_order = 0;
-        uint32_t tag = 0;
-        check_video(p, v.payload, v.payload_len, &mismatch, &out_of_order, &tag);
         pthread_mutex_lock(&p->lock);
         p->stats.video_received++;
-        p->stats.video_payload_mismatches += mismatch;
-        p->stats.video_out_of_order += out_of_order;
-        check_continuity(p, &v, &p->stats.last_video_ssrc_received, &p->rx_video_seq,
-                         &p->rx_video_ts, &p->stats.video_seq_jumps, &p->stats.video_ts_backwards);
-        if (tag && tag != p->stats.last_video_tag_received) {
-            p->stats.last_video_tag_received = tag;
-            p->stats.video_tag_since_us = now_us();
-        }
+        bool ordered = place_video(p, &v, now_us());
         pthread_mutex_unlock(&p->lock);
+        take_video(p, v.payload, v.payload_len, ordered);
+    } else if (p->rx_rtx_pt >= 0 && v.payload_type == p->rx_rtx_pt) {
+        on_rtx(p, &v);
     }
-    /* Anything else (RTX, unknown payload types) is not ours to check. */
+    /* Anything else (unknown payload types) is not ours to check. */
+}
+
+/* Feedback about what we send: a PLI or a new FIR for our video makes the next frame a key
+ * frame; NACKs are counted (the peer keeps no history to answer them). */
+static void on_feedback(struct tp_peer *p, const uint8_t *data, size_t len)
+{
+    struct media_rtcp_iter it;
+    struct media_rtcp_pkt pkt;
+    media_rtcp_iter_init(&it, data, len);
+    while (media_rtcp_next(&it, &pkt) == 1) {
+        struct media_rtcp_fb fb;
+        if ((pkt.type != MEDIA_RTCP_PSFB && pkt.type != MEDIA_RTCP_RTPFB) ||
+            media_rtcp_parse_fb(&pkt, &fb) != 0)
+            continue;
+        uint64_t pli = 0, fir = 0, nack = 0;
+        if (fb.type == MEDIA_RTCP_PSFB && fb.fmt == MEDIA_RTCP_PSFB_PLI) {
+            pli = fb.media_ssrc == p->video_ssrc;
+        } else if (fb.type == MEDIA_RTCP_PSFB && fb.fmt == MEDIA_RTCP_PSFB_FIR) {
+            int count = media_rtcp_fir_count(&fb);
+            for (int i = 0; i < count; i++) {
+                struct media_rtcp_fir_entry e;
+                media_rtcp_fir_entry(&fb, (unsigned)i, &e);
+                if (e.ssrc != p->video_ssrc || (p->fir_any && e.seq == p->fir_seq))
+                    continue; /* not ours, or a repeat of a request already served */
+                p->fir_any = true;
+                p->fir_seq = e.seq;
+                fir++;
+            }
+        } else if (fb.type == MEDIA_RTCP_RTPFB && fb.fmt == MEDIA_RTCP_RTPFB_NACK) {
+            nack = fb.media_ssrc == p->video_ssrc;
+        }
+        if (pli || fir)
+            p->force_key = true;
+        if (pli || fir || nack) {
+            pthread_mutex_lock(&p->lock);
+            p->stats.pli_received += pli;
+            p->stats.fir_received += fir;
+            p->stats.nacks_received += nack;
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
 }
 
 static void on_rtcp(struct tp_peer *p, uint8_t *data, size_t len)
@@ -786,6 +1159,8 @@ static void on_rtcp(struct tp_peer *p, uint8_t *data, size_t len)
     else
         p->stats.rtcp_received++;
     pthread_mutex_unlock(&p->lock);
+    if (n > 0)
+        on_feedback(p, data, (size_t)n);
 }
 
 static bool from_server(const struct tp_peer *p, const struct sockaddr_storage *from)
@@ -842,11 +1217,42 @@ static void advance(uint64_t *deadline, uint64_t period, uint64_t now)
         *deadline = now + period;
 }
 
+/*
+ * The missing video seqs: gives up those whose gap showed NACK_GIVE_UP_US
+ * ago, and (when `can_send`) NACKs those due, all in one packet where they
+ * fit. Returns the next deadline (UINT64_MAX: none).
+ */
+static uint64_t run_nacks(struct tp_peer *p, uint64_t now, bool can_send)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->n_missing && p->missing[0].shown_us + NACK_GIVE_UP_US <= now)
+        give_up_missing(p, 0);
+    pthread_mutex_unlock(&p->lock);
+    uint16_t seqs[NACK_PER_PACKET];
+    size_t n = 0;
+    uint64_t next = UINT64_MAX;
+    for (unsigned i = 0; i < p->n_missing; i++) {
+        struct missing_seq *m = &p->missing[i];
+        if (can_send && m->tries < TP_NACK_TRIES && m->next_nack_us <= now && n < NACK_PER_PACKET) {
+            seqs[n++] = (uint16_t)m->seq;
+            m->tries++;
+            m->next_nack_us = now + NACK_RETRY_US;
+        }
+        if (can_send && m->tries < TP_NACK_TRIES && m->next_nack_us < next)
+            next = m->next_nack_us;
+        if (m->shown_us + NACK_GIVE_UP_US < next)
+            next = m->shown_us + NACK_GIVE_UP_US;
+    }
+    if (n)
+        send_nack(p, seqs, n);
+    return next;
+}
+
 /* Runs whatever is due; returns the next deadline (UINT64_MAX: none). */
 static uint64_t run_timers(struct tp_peer *p, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
-    if (p->phase == PHASE_ICE) {
+    if (p->phase == PHASE_ICE || p->rechecking) {
         if (now >= p->next_check_us) {
             send_binding_request(p, true);
             advance(&p->next_check_us, ICE_RETRY_US, now);
@@ -862,7 +1268,7 @@ static uint64_t run_timers(struct tp_peer *p, uint64_t now)
                 next = now + (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
         }
     }
-    if (p->phase != PHASE_ICE) {
+    if (p->phase != PHASE_ICE && !p->rechecking) {
         if (now >= p->next_consent_us) {
             send_binding_request(p, false);
             advance(&p->next_consent_us, (uint64_t)p->cfg.consent_interval_ms * 1000u, now);
@@ -870,7 +1276,15 @@ static uint64_t run_timers(struct tp_peer *p, uint64_t now)
         if (p->next_consent_us < next)
             next = p->next_consent_us;
     }
+    bool media = p->phase == PHASE_CONNECTED && !p->media_paused;
     if (p->phase == PHASE_CONNECTED) {
+        uint64_t nack = run_nacks(p, now, media);
+        if (nack < next)
+            next = nack;
+    }
+    if (media && atomic_exchange(&p->want_pli, false))
+        send_pli(p);
+    if (media) {
         if (p->audio.enabled) {
             if (now >= p->next_audio_us) {
                 send_audio_frame(p, now);
@@ -897,11 +1311,90 @@ static uint64_t run_timers(struct tp_peer *p, uint64_t now)
     return next;
 }
 
+/* Opens a socket on a new 127.0.0.1 port: the fd, or -1. */
+static int open_socket(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t local_len = sizeof(local);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(local.sin_port);
+    /* Key frames leave in one burst; without room the kernel would drop some. */
+    int size = SOCKET_BUFFER;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    return fd;
+}
+
+/* ICE checks with USE-CANDIDATE again, now, for a new generation of requests. */
+static void check_again(struct tp_peer *p)
+{
+    p->ice_gen++;
+    p->next_check_us = now_us();
+    if (p->phase != PHASE_ICE)
+        p->rechecking = true; /* (while in PHASE_ICE the checks simply go on) */
+    pthread_mutex_lock(&p->lock);
+    p->stats.ice_checking = true;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* tp_peer_change_address(): a new socket, the old one closed; check from the new one. */
+static void move_socket(struct tp_peer *p)
+{
+    uint16_t port = 0;
+    int fd = open_socket(&port);
+    if (fd < 0)
+        return; /* stays where it is: address_changes does not move */
+    pthread_mutex_lock(&p->lock);
+    int old = p->fd;
+    p->fd = fd;
+    atomic_store(&p->local_port, port);
+    pthread_mutex_unlock(&p->lock);
+    close(old);
+    p->move_checking = true;
+    if (p->phase != PHASE_ICE && !p->media_paused) {
+        p->media_paused = true;
+        p->paused_since_us = now_us();
+    }
+    check_again(p);
+}
+
+/* An answered ICE restart: the new credentials (and address) from now on; check with them. */
+static void apply_restart(struct tp_peer *p)
+{
+    struct ice_update u;
+    pthread_mutex_lock(&p->lock);
+    u = p->restart;
+    OPENSSL_cleanse(&p->restart, sizeof(p->restart));
+    p->remote = u.remote;
+    pthread_mutex_unlock(&p->lock);
+    memcpy(p->local_ufrag, u.local_ufrag, sizeof(p->local_ufrag));
+    memcpy(p->local_pwd, u.local_pwd, sizeof(p->local_pwd));
+    memcpy(p->remote_ufrag, u.remote_ufrag, sizeof(p->remote_ufrag));
+    memcpy(p->remote_pwd, u.remote_pwd, sizeof(p->remote_pwd));
+    p->rx_rtx_ssrc = u.rx_rtx_ssrc;
+    OPENSSL_cleanse(&u, sizeof(u));
+    p->restart_checking = true;
+    check_again(p);
+}
+
 static void *peer_thread(void *arg)
 {
     struct tp_peer *p = arg;
     p->next_check_us = now_us();
+    pthread_mutex_lock(&p->lock);
+    p->stats.ice_checking = true;
+    pthread_mutex_unlock(&p->lock);
     while (!atomic_load(&p->stop)) {
+        if (atomic_exchange(&p->want_move, false))
+            move_socket(p);
+        if (atomic_exchange(&p->restart_ready, false))
+            apply_restart(p);
         uint64_t now = now_us();
         uint64_t next = run_timers(p, now);
         int timeout = -1;
@@ -914,6 +1407,11 @@ static void *peer_thread(void *arg)
                                 {.fd = p->wake_fd, .events = POLLIN}};
         if (poll(fds, 2, timeout) < 0 && errno != EINTR)
             break;
+        if (fds[1].revents & POLLIN) {
+            uint64_t count;
+            ssize_t got = read(p->wake_fd, &count, sizeof(count)); /* rearms it; acted on above */
+            (void)got;
+        }
         if (fds[0].revents & POLLIN)
             receive_all(p);
     }
@@ -1006,12 +1504,13 @@ static int dtls_setup(struct tp_peer *p)
 }
 
 /*
- * Encodes one second of the tone after one second of warm-up, so that the
- * loop starts from the encoder's steady state; an integer frequency is then
- * phase-continuous where the loop wraps. Encoding once keeps a load
- * generator's peers cheap.
+ * Encodes one second of the tone (or of digital silence, when `tone_hz` is
+ * 0) after one second of warm-up, so that the loop starts from the
+ * encoder's steady state; an integer frequency is then phase-continuous
+ * where the loop wraps. Encoding once keeps a load generator's peers cheap.
  */
-static int audio_setup(struct tp_peer *p)
+static int encode_loop(double tone_hz, uint8_t loop[AUDIO_LOOP_FRAMES][AUDIO_FRAME_BYTES],
+                       int loop_len[AUDIO_LOOP_FRAMES])
 {
     int err = 0;
     OpusEncoder *enc = opus_encoder_create(AUDIO_RATE, 1, OPUS_APPLICATION_AUDIO, &err);
@@ -1024,20 +1523,27 @@ static int audio_setup(struct tp_peer *p)
     for (unsigned f = 0; f < 2 * AUDIO_LOOP_FRAMES && rc == 0; f++) {
         for (unsigned i = 0; i < AUDIO_FRAME; i++, sample++) {
             double t = (double)(sample % AUDIO_RATE) / AUDIO_RATE;
-            pcm[i] =
-                (int16_t)lrint(AUDIO_AMPLITUDE * 32767.0 * sin(2.0 * M_PI * p->cfg.tone_hz * t));
+            pcm[i] = (int16_t)lrint(AUDIO_AMPLITUDE * 32767.0 * sin(2.0 * M_PI * tone_hz * t));
         }
         uint8_t scratch[AUDIO_FRAME_BYTES];
         bool keep = f >= AUDIO_LOOP_FRAMES;
-        uint8_t *out = keep ? p->audio_loop[f - AUDIO_LOOP_FRAMES] : scratch;
+        uint8_t *out = keep ? loop[f - AUDIO_LOOP_FRAMES] : scratch;
         int n = opus_encode(enc, pcm, AUDIO_FRAME, out, AUDIO_FRAME_BYTES);
         if (n <= 0)
             rc = -1;
         else if (keep)
-            p->audio_loop_len[f - AUDIO_LOOP_FRAMES] = n;
+            loop_len[f - AUDIO_LOOP_FRAMES] = n;
     }
     opus_encoder_destroy(enc);
     return rc;
+}
+
+/* The tone's loop and the silence's (tp_peer_set_audio_silent). */
+static int audio_setup(struct tp_peer *p)
+{
+    if (encode_loop(p->cfg.tone_hz, p->audio_loop, p->audio_loop_len) != 0)
+        return -1;
+    return encode_loop(0, p->silence_loop, p->silence_loop_len);
 }
 
 struct tp_peer *tp_peer_new(const struct tp_config *cfg, char *err, size_t errlen)
@@ -1061,6 +1567,8 @@ struct tp_peer *tp_peer_new(const struct tp_config *cfg, char *err, size_t errle
     p->stats.dtls_alert = -1;
     p->rx_audio_pt = -1;
     p->rx_video_pt = -1;
+    p->rx_rtx_pt = -1;
+    p->stats.audio_rms_dbfs = RMS_FLOOR_DBFS;
 
     p->cfg = *cfg;
     snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "peer");
@@ -1076,19 +1584,13 @@ struct tp_peer *tp_peer_new(const struct tp_config *cfg, char *err, size_t errle
         goto fail;
     }
 
-    p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t local_len = sizeof(local);
-    if (p->fd < 0 || bind(p->fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
-        getsockname(p->fd, (struct sockaddr *)&local, &local_len) != 0) {
+    uint16_t port = 0;
+    p->fd = open_socket(&port);
+    if (p->fd < 0) {
         set_err(err, errlen, "%s: UDP socket on 127.0.0.1: %s", p->name, strerror(errno));
         goto fail;
     }
-    p->local_port = ntohs(local.sin_port);
-    /* Key frames leave in one burst; without room the kernel would drop some. */
-    int size = SOCKET_BUFFER;
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-    setsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    atomic_init(&p->local_port, port);
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->wake_fd < 0) {
         set_err(err, errlen, "%s: eventfd: %s", p->name, strerror(errno));
@@ -1105,6 +1607,9 @@ struct tp_peer *tp_peer_new(const struct tp_config *cfg, char *err, size_t errle
         goto fail;
     }
     p->session_id &= INT64_MAX;
+    p->session_version = 2;
+    memcpy(p->offer_ufrag, p->local_ufrag, sizeof(p->offer_ufrag));
+    memcpy(p->offer_pwd, p->local_pwd, sizeof(p->offer_pwd));
     p->audio_ssrc = random_nonzero_u32();
     do
         p->video_ssrc = random_nonzero_u32();
@@ -1151,6 +1656,9 @@ void tp_peer_free(struct tp_peer *p)
     pthread_cond_destroy(&p->changed);
     pthread_mutex_destroy(&p->lock);
     OPENSSL_cleanse(p->local_pwd, sizeof(p->local_pwd));
+    OPENSSL_cleanse(p->offer_pwd, sizeof(p->offer_pwd));
+    OPENSSL_cleanse(p->remote_pwd, sizeof(p->remote_pwd));
+    OPENSSL_cleanse(&p->restart, sizeof(p->restart));
     ERR_clear_error();
     free(p);
 }
@@ -1171,7 +1679,7 @@ static void put_transport(FILE *f, const struct tp_peer *p, const char *fingerpr
             "a=fingerprint:sha-256 %s\r\n"
             "a=setup:actpass\r\n"
             "a=mid:%d\r\n",
-            p->local_ufrag, p->local_pwd, fingerprint, mid);
+            p->offer_ufrag, p->offer_pwd, fingerprint, mid);
 }
 
 static void put_ssrc(FILE *f, const struct tp_peer *p, uint32_t ssrc, const char *track)
@@ -1194,13 +1702,13 @@ char *tp_peer_offer(struct tp_peer *p)
         return NULL;
     fprintf(f,
             "v=0\r\n"
-            "o=- %" PRIu64 " 2 IN IP4 127.0.0.1\r\n"
+            "o=- %" PRIu64 " %" PRIu64 " IN IP4 127.0.0.1\r\n"
             "s=-\r\n"
             "t=0 0\r\n"
             "a=group:BUNDLE 0 1\r\n"
             "a=extmap-allow-mixed\r\n"
             "a=msid-semantic: WMS %s\r\n",
-            p->session_id, p->stream_id);
+            p->session_id, p->session_version, p->stream_id);
 
     fprintf(f, "m=audio 9 UDP/TLS/RTP/SAVPF %d\r\n", TP_OFFER_OPUS_PT);
     put_transport(f, p, fingerprint, 0);
@@ -1266,7 +1774,8 @@ char *tp_peer_offer(struct tp_peer *p)
  * Finds the first "a=candidate:<foundation> <component> udp <priority> <ip>
  * <port> typ <type>" line. Returns 0, or -1 with `err`.
  */
-static int find_candidate(struct tp_peer *p, const char *sdp, char *err, size_t errlen)
+static int find_candidate(const struct tp_peer *p, const char *sdp, struct sockaddr_in *out,
+                          char *err, size_t errlen)
 {
     for (const char *line = strstr(sdp, "a=candidate:"); line;
          line = strstr(line + 1, "a=candidate:")) {
@@ -1290,9 +1799,8 @@ static int find_candidate(struct tp_peer *p, const char *sdp, char *err, size_t 
             set_err(err, errlen, "%s: the answer's candidate has port %u", p->name, port);
             return -1;
         }
-        p->remote.sin_family = AF_INET;
-        p->remote.sin_addr = addr;
-        p->remote.sin_port = htons((uint16_t)port);
+        *out = (struct sockaddr_in){
+            .sin_family = AF_INET, .sin_addr = addr, .sin_port = htons((uint16_t)port)};
         return 0;
     }
     set_err(err, errlen, "%s: the answer has no UDP host candidate", p->name);
@@ -1325,10 +1833,85 @@ static void take_mline(struct out_stream *s, const struct media_sdp_mline *m, bo
     memcpy(s->mid, m->mid, sizeof(s->mid));
 }
 
+/* The server's primary video SSRC in its answer (the first not an RTX of a FID group), and the
+ * RTX SSRC paired with it. */
+static void answer_video_ssrcs(const struct media_sdp_mline *m, uint32_t *primary, uint32_t *rtx)
+{
+    *primary = *rtx = 0;
+    for (unsigned i = 0; i < m->ssrc_count && !*primary; i++) {
+        bool is_rtx = false;
+        for (unsigned f = 0; f < m->fid_count; f++)
+            is_rtx = is_rtx || m->fids[f].rtx == m->ssrcs[i].ssrc;
+        if (!is_rtx)
+            *primary = m->ssrcs[i].ssrc;
+    }
+    for (unsigned f = 0; f < m->fid_count; f++)
+        if (m->fids[f].primary == *primary && *primary)
+            *rtx = m->fids[f].rtx;
+}
+
+/* Whether every fingerprint of `a` is among `b`'s and the other way round. */
+static bool same_fingerprints(const struct media_sdp_fingerprint *a, unsigned na,
+                              const struct media_sdp_fingerprint *b, unsigned nb)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < na; i++) {
+            bool found = false;
+            for (unsigned j = 0; j < nb && !found; j++)
+                found = a[i].hash == b[j].hash && a[i].len == b[j].len &&
+                        memcmp(a[i].bytes, b[j].bytes, a[i].len) == 0;
+            if (!found)
+                return false;
+        }
+        const struct media_sdp_fingerprint *t = a;
+        unsigned nt = na;
+        a = b;
+        na = nb;
+        b = t;
+        nb = nt;
+    }
+    return true;
+}
+
+/*
+ * The answer to an ICE restart: the DTLS association and the media go on,
+ * so only the ICE credentials, the candidate and the RTX SSRC may change,
+ * and the credentials must. Returns 0, or -1 with `err`.
+ */
+static int check_restart_answer(const struct tp_peer *p, const struct media_sdp_offer *a, char *err,
+                                size_t errlen)
+{
+    if (!same_fingerprints(a->transport.fingerprints, a->transport.fingerprint_count, p->remote_fps,
+                           p->remote_fp_count)) {
+        set_err(err, errlen,
+                "%s: the ICE restart's answer has another fingerprint: the DTLS association "
+                "would not be the same",
+                p->name);
+        return -1;
+    }
+    if (strcmp(a->transport.ice_ufrag, p->remote_ufrag_offered) == 0 ||
+        strcmp(a->transport.ice_pwd, p->remote_pwd_offered) == 0) {
+        set_err(err, errlen, "%s: the ICE restart's answer keeps the old ICE credentials", p->name);
+        return -1;
+    }
+    int audio_pt = a->audio >= 0 ? a->mlines[a->audio].choices[0].pt : -1;
+    int video_pt = a->video >= 0 ? a->mlines[a->video].choices[0].pt : -1;
+    int rtx_pt = a->video >= 0 ? a->mlines[a->video].choices[0].rtx_pt : -1;
+    if (audio_pt != p->rx_audio_pt || video_pt != p->rx_video_pt || rtx_pt != p->rx_rtx_pt) {
+        set_err(err, errlen, "%s: the ICE restart's answer changes the payload types", p->name);
+        return -1;
+    }
+    return 0;
+}
+
 int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t errlen)
 {
-    if (p->ran) {
-        set_err(err, errlen, "%s: the answer must come before tp_peer_start()", p->name);
+    bool restart = p->restart_offered && p->have_answer;
+    if (p->ran && !restart) {
+        set_err(err, errlen,
+                "%s: the answer must come before tp_peer_start(), or answer "
+                "tp_peer_restart_ice()",
+                p->name);
         return -1;
     }
     struct media_sdp_offer *a = malloc(sizeof(*a));
@@ -1355,22 +1938,62 @@ int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t err
         set_err(err, errlen, "%s: the answer's video codec is not VP8", p->name);
         goto fail;
     }
-    if (find_candidate(p, sdp, err, errlen) != 0)
+    struct sockaddr_in remote;
+    if (find_candidate(p, sdp, &remote, err, errlen) != 0)
         goto fail;
+    uint32_t video_ssrc = 0, rtx_ssrc = 0;
+    if (a->video >= 0)
+        answer_video_ssrcs(&a->mlines[a->video], &video_ssrc, &rtx_ssrc);
 
+    if (restart) {
+        if (check_restart_answer(p, a, err, errlen) != 0)
+            goto fail;
+        memcpy(p->remote_ufrag_offered, a->transport.ice_ufrag, sizeof(p->remote_ufrag_offered));
+        memcpy(p->remote_pwd_offered, a->transport.ice_pwd, sizeof(p->remote_pwd_offered));
+        p->restart_offered = false;
+        if (p->ran) {
+            /* The peer's thread takes it over (apply_restart). */
+            pthread_mutex_lock(&p->lock);
+            memcpy(p->restart.local_ufrag, p->offer_ufrag, sizeof(p->restart.local_ufrag));
+            memcpy(p->restart.local_pwd, p->offer_pwd, sizeof(p->restart.local_pwd));
+            memcpy(p->restart.remote_ufrag, a->transport.ice_ufrag,
+                   sizeof(p->restart.remote_ufrag));
+            memcpy(p->restart.remote_pwd, a->transport.ice_pwd, sizeof(p->restart.remote_pwd));
+            p->restart.remote = remote;
+            p->restart.rx_rtx_ssrc = rtx_ssrc;
+            pthread_mutex_unlock(&p->lock);
+            atomic_store(&p->restart_ready, true);
+            wake(p);
+            free(a);
+            return 0;
+        }
+        /* Not started yet: taken whole below, as a first answer. */
+    }
+
+    memcpy(p->local_ufrag, p->offer_ufrag, sizeof(p->local_ufrag));
+    memcpy(p->local_pwd, p->offer_pwd, sizeof(p->local_pwd));
     memcpy(p->remote_ufrag, a->transport.ice_ufrag, sizeof(p->remote_ufrag));
     memcpy(p->remote_pwd, a->transport.ice_pwd, sizeof(p->remote_pwd));
+    memcpy(p->remote_ufrag_offered, a->transport.ice_ufrag, sizeof(p->remote_ufrag_offered));
+    memcpy(p->remote_pwd_offered, a->transport.ice_pwd, sizeof(p->remote_pwd_offered));
     p->remote_fp_count = a->transport.fingerprint_count;
     memcpy(p->remote_fps, a->transport.fingerprints, sizeof(p->remote_fps));
+    pthread_mutex_lock(&p->lock);
+    p->remote = remote;
+    pthread_mutex_unlock(&p->lock);
     memset(&p->audio, 0, sizeof(p->audio));
     memset(&p->video, 0, sizeof(p->video));
-    p->rx_audio_pt = p->rx_video_pt = -1;
+    p->rx_audio_pt = p->rx_video_pt = p->rx_rtx_pt = -1;
     if (a->audio >= 0)
         take_mline(&p->audio, &a->mlines[a->audio], p->cfg.tone_hz > 0, p->audio_ssrc,
                    &p->rx_audio_pt);
-    if (a->video >= 0)
+    if (a->video >= 0) {
         take_mline(&p->video, &a->mlines[a->video], p->cfg.video_kbps > 0, p->video_ssrc,
                    &p->rx_video_pt);
+        p->rx_rtx_pt = a->mlines[a->video].choices[0].rtx_pt;
+    }
+    p->rx_video_ssrc_declared = video_ssrc;
+    p->rx_rtx_ssrc = rtx_ssrc;
     /* RFC 3550 wants random initial numbers. */
     uint8_t r[12];
     if (RAND_bytes(r, sizeof(r)) != 1) {
@@ -1382,11 +2005,25 @@ int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t err
     p->audio.ts = get32(r + 4);
     p->video.ts = get32(r + 8);
     p->have_answer = true;
+    p->restart_offered = false;
     free(a);
     return 0;
 fail:
     free(a);
     return -1;
+}
+
+char *tp_peer_restart_ice(struct tp_peer *p)
+{
+    char ufrag[sizeof(p->offer_ufrag)], pwd[sizeof(p->offer_pwd)];
+    if (random_token(ufrag, sizeof(ufrag) - 1) != 0 || random_token(pwd, sizeof(pwd) - 1) != 0)
+        return NULL;
+    memcpy(p->offer_ufrag, ufrag, sizeof(ufrag));
+    memcpy(p->offer_pwd, pwd, sizeof(pwd));
+    OPENSSL_cleanse(pwd, sizeof(pwd));
+    p->session_version++;
+    p->restart_offered = true;
+    return tp_peer_offer(p);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1430,14 +2067,29 @@ void tp_peer_set_silent(struct tp_peer *p, bool silent)
     atomic_store(&p->silent, silent);
 }
 
+void tp_peer_request_key_frame(struct tp_peer *p)
+{
+    atomic_store(&p->want_pli, true);
+    wake(p);
+}
+
+void tp_peer_set_audio_silent(struct tp_peer *p, bool silent)
+{
+    atomic_store(&p->audio_silent, silent);
+}
+
+void tp_peer_change_address(struct tp_peer *p)
+{
+    atomic_store(&p->want_move, true);
+    wake(p);
+}
+
 void tp_peer_stop(struct tp_peer *p)
 {
     if (!p->thread_running)
         return;
     atomic_store(&p->stop, true);
-    uint64_t one = 1;
-    ssize_t woken = write(p->wake_fd, &one, sizeof(one)); /* cannot fail: one write of 1 */
-    (void)woken;
+    wake(p);
     pthread_join(p->thread, NULL);
     p->thread_running = false;
 }
@@ -1490,39 +2142,50 @@ void tp_peer_stats(struct tp_peer *p, struct tp_stats *out)
 {
     enum { TAKE = PEAK_WINDOW * PEAK_DECIMATE };
     float *x = malloc(PEAK_WINDOW * sizeof(*x));
+    double squares = 0;
     pthread_mutex_lock(&p->lock);
     *out = p->stats;
     bool fresh = p->stats.audio_decoded_samples >= TAKE && p->last_audio_us != 0 &&
                  now_us() - p->last_audio_us < AUDIO_STALE_US;
-    if (x && fresh) {
+    if (fresh) {
         /* The newest TAKE samples of the ring, averaged by PEAK_DECIMATE. */
         size_t pos = (p->pcm_pos + PCM_KEEP - TAKE) % PCM_KEEP;
         for (size_t i = 0; i < PEAK_WINDOW; i++) {
             int sum = 0;
             for (unsigned k = 0; k < PEAK_DECIMATE; k++) {
                 sum += p->pcm[pos];
+                squares += (double)p->pcm[pos] * p->pcm[pos];
                 pos = (pos + 1) % PCM_KEEP;
             }
-            x[i] = (float)sum / PEAK_DECIMATE;
+            if (x)
+                x[i] = (float)sum / PEAK_DECIMATE;
         }
     }
     pthread_mutex_unlock(&p->lock);
     out->audio_peak_hz = x && fresh ? dominant_hz(x, PEAK_WINDOW) : 0;
+    double rms = sqrt(squares / TAKE) / 32768.0;
+    out->audio_rms_dbfs = RMS_FLOOR_DBFS;
+    if (fresh && rms > 0 && 20.0 * log10(rms) > RMS_FLOOR_DBFS)
+        out->audio_rms_dbfs = 20.0 * log10(rms);
     free(x);
 }
 
 uint16_t tp_peer_local_port(const struct tp_peer *p)
 {
-    return p->local_port;
+    return atomic_load(&p->local_port);
 }
 
 int tp_peer_send_raw(struct tp_peer *p, const void *data, size_t len)
 {
     if (!p->have_answer)
         return -ENOTCONN;
+    /* Under the lock: the peer's thread may be changing the socket or the address. */
+    pthread_mutex_lock(&p->lock);
     ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&p->remote,
                        sizeof(p->remote));
+    int e = errno;
+    pthread_mutex_unlock(&p->lock);
     if (n < 0)
-        return -errno;
+        return -e;
     return n == (ssize_t)len ? 0 : -EMSGSIZE;
 }

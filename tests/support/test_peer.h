@@ -15,11 +15,55 @@
  * the order of (frame, index) per tag, without knowing the sender's state:
  * a relay may rewrite SSRC, sequence number, timestamp and payload type but
  * never the payload. The tag says whose video it is (tp_config.video_tag).
+ * (The byte after the descriptor, the magic's "T", has VP8's P bit clear: a
+ * VP8 payload parser takes every frame's first packet for a key frame. Key
+ * frames here are only larger: 5x, see TP_VIDEO_KEYFRAME_EVERY.)
  *
- * Threads: tp_peer_new, _offer, _set_answer, _start, _stop and _free belong
- * to one (the test's) thread; _wait_connected, _stats, _set_silent and
- * _send_raw may be called from any thread while the peer runs. Each started
- * peer runs one thread of its own that owns its socket, ICE, DTLS and SRTP.
+ * Loss recovery (RFC 4585, RFC 4588), as a browser's receiver does it for
+ * the video it receives: a gap in the sequence numbers of the server's
+ * primary video SSRC makes the missing seqs "missing"; a generic NACK about
+ * that SSRC asks for them TP_NACK_DELAY_MS after the gap shows, again every
+ * TP_NACK_INTERVAL_MS up to TP_NACK_TRIES NACKs in all while any is still
+ * missing, and a seq still missing TP_NACK_GIVE_UP_MS after the gap showed is
+ * given up. A missing seq is recovered by an RTX packet (the answer's RTX
+ * payload type for VP8 on the SSRC its a=ssrc-group:FID pairs with the
+ * primary one, or on any SSRC when the answer has no FID group; payload =
+ * 2-byte original seq + original payload) or by the original packet itself
+ * arriving late on the primary SSRC (a plain resend). NACKs and PLIs go out
+ * as reduced-size RTCP (rtcp-rsize: the one feedback packet, no report
+ * before it) from our video SSRC, or our audio SSRC when we send no video.
+ * Either then goes through the same payload checks as any video packet, but
+ * not the (frame, index) order check: it is late by nature. Audio has no NACK
+ * (the offer negotiates none for Opus, as browsers).
+ *
+ * Continuity, as counted in tp_stats: the primary video stream is "new"
+ * packets, ones whose extended seq is above the highest so far. A new packet
+ * more than 1 + TP_NACK_MAX_GAP ahead, or a packet more than
+ * TP_LATE_WINDOW behind the highest, is a discontinuity: one video seq jump
+ * at once, nothing NACKed, and the numbering starts afresh from it. A smaller
+ * forward gap is loss: it becomes a video seq jump only when it is given up
+ * (one jump per gap, however many of its seqs were given up), so a gap
+ * recovered in time is no jump. A packet behind the highest that fills no gap
+ * is late (a duplicate, or a seq already given up): counted in video_late,
+ * not a jump. Video timestamps are compared only between new packets. RTX
+ * packets never touch the primary stream's counters. Audio keeps the simple
+ * rule: any audio packet whose seq is not the previous + 1 is a jump.
+ *
+ * Network moves: tp_peer_change_address() (a phone leaving Wi-Fi) and an ICE
+ * restart (tp_peer_restart_ice(), then tp_peer_set_answer() again) keep the
+ * DTLS association and the SRTP keys; the peer only runs ICE checks with
+ * USE-CANDIDATE again, every 50 ms until a valid success answers one of
+ * them. After an address change no media or RTCP leaves until that success
+ * (no usable candidate pair yet, as in a browser), then media resumes with
+ * its timestamps moved on by the time it was held; during an ICE restart
+ * media goes on throughout (to the new answer's candidate once it is taken).
+ *
+ * Threads: tp_peer_new, _offer, _restart_ice, _set_answer, _start, _stop and
+ * _free belong to one (the test's) thread; _wait_connected, _stats,
+ * _set_silent, _set_audio_silent, _request_key_frame, _change_address,
+ * _local_port and _send_raw may be called from any thread while the peer
+ * runs. Each started peer runs one thread of its own that owns its socket,
+ * ICE, DTLS and SRTP; calls from other threads leave it a request and wake it.
  *
  * Errors: functions taking `err`/`errlen` write a one-line English message
  * there on failure (`err` may be NULL). Nothing is logged.
@@ -43,6 +87,14 @@
 #define TP_VIDEO_MAX_PAYLOAD    1100        /* RTP payload bytes per video packet, at most */
 #define TP_VIDEO_KEYFRAME_EVERY 30          /* every 30th frame (0, 30, ...) is 5x larger */
 
+/* Loss recovery of received video (see above). */
+#define TP_NACK_DELAY_MS    5    /* from a gap showing to its first NACK (lets a burst collect) */
+#define TP_NACK_INTERVAL_MS 50   /* between NACKs of a seq still missing */
+#define TP_NACK_TRIES       3    /* NACKs per missing seq, at most */
+#define TP_NACK_GIVE_UP_MS  500  /* a missing seq is given up this long after its gap showed */
+#define TP_NACK_MAX_GAP     256  /* larger forward gaps are a discontinuity, not loss */
+#define TP_LATE_WINDOW      1024 /* seqs behind the highest still taken as late, not a jump */
+
 /* What the peer does; zero fields take the defaults given. */
 struct tp_config {
     const char *name;    /* for messages: "patient", "doctor"; default "peer" (copied) */
@@ -53,6 +105,10 @@ struct tp_config {
                             tracks order per tag */
     bool lie_about_fingerprint;   /* offer a fingerprint that is NOT our certificate's */
     unsigned consent_interval_ms; /* STUN consent checks once ICE succeeded; default 2000 */
+    unsigned drop_video_every;    /* 0: off. Else the receiver discards every Nth new packet of
+                                     the primary video stream (the Nth, 2Nth...) as if the network
+                                     lost it, before SRTP sees it (so a plain resend is not a
+                                     replay), and recovers it with NACKs like any loss */
 };
 
 struct tp_peer;
@@ -88,10 +144,19 @@ char *tp_peer_offer(struct tp_peer *p);
  * Applies the server's answer (NUL-terminated, borrowed) before
  * tp_peer_start(): ICE credentials and fingerprints of the BUNDLE
  * transport, per accepted m-line the first chosen payload type (Opus for
- * audio, VP8 for video), the header extension ids and the direction, and
- * the first "a=candidate:... udp <prio> 127.0.0.1 <port> typ host" line
+ * audio, VP8 for video), the header extension ids and the direction, the
+ * RTX payload type of VP8 and the server's RTX SSRC (its a=ssrc-group:FID),
+ * and the first "a=candidate:... udp <prio> 127.0.0.1 <port> typ host" line
  * (any other address is refused: traffic stays on loopback). Returns 0, or
  * -1 with `err`.
+ *
+ * After tp_peer_restart_ice() it takes the answer to the restart offer, also
+ * on a running peer: the server's new ICE credentials (they must differ from
+ * the previous ones), its candidate and RTX SSRC; the peer's new credentials
+ * take effect with it and the peer checks again (see above). That answer must
+ * carry the same fingerprints as the first one (the DTLS association goes
+ * on) and the same payload types; otherwise it is refused and nothing
+ * changes. A running peer without a restart pending refuses any answer.
  */
 int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t errlen);
 
@@ -119,6 +184,45 @@ int tp_peer_wait_connected(struct tp_peer *p, int timeout_ms);
  * Without, it resumes; media resumes with the next frame due.
  */
 void tp_peer_set_silent(struct tp_peer *p, bool silent);
+
+/*
+ * Asks the server for a key frame of the video we receive: one PLI (RFC
+ * 4585) about the server's video SSRC (the primary SSRC received, else the
+ * one its answer declares; none: nothing is sent), by the peer's thread as
+ * soon as it is connected. Two calls before it acts send one PLI. Any
+ * thread.
+ */
+void tp_peer_request_key_frame(struct tp_peer *p);
+
+/*
+ * With `silent`, the audio packets go on every 20 ms but carry Opus frames
+ * of digital silence (encoded once at tp_peer_new, like the tone) and an
+ * audio level of -127 dBov without voice activity: a browser's muted
+ * microphone track. Without, the tone resumes. Any thread.
+ */
+void tp_peer_set_audio_silent(struct tp_peer *p, bool silent);
+
+/*
+ * Moves the peer to a new address, as a phone going from Wi-Fi to mobile
+ * data: its thread opens a UDP socket on a new 127.0.0.1 port, closes the
+ * old one, and sends ICE checks with USE-CANDIDATE from the new one every 50
+ * ms until a success (no media meanwhile); DTLS and SRTP go on untouched.
+ * Counted in address_changes once a check from the new socket succeeded.
+ * Two calls before the thread acts move once. Any thread; a peer not yet
+ * started moves when it starts.
+ */
+void tp_peer_change_address(struct tp_peer *p);
+
+/*
+ * Starts an ICE restart: new local ICE ufrag and password, and returns the
+ * new offer (free with free()): tp_peer_offer()'s text with the new
+ * credentials and the o= line's session version one higher, all else equal
+ * (fingerprint, SSRCs, mids, codecs). Until the answer comes
+ * (tp_peer_set_answer()) the peer goes on with its old credentials;
+ * tp_peer_offer() returns the new offer from now on. Returns NULL when out
+ * of memory or the random generator fails.
+ */
+char *tp_peer_restart_ice(struct tp_peer *p);
 
 /*
  * Stops the peer's thread and joins it. A connected peer that is not silent
@@ -152,17 +256,49 @@ struct tp_stats {
     uint64_t audio_seq_jumps, video_seq_jumps;
     uint64_t audio_ts_backwards, video_ts_backwards;
     uint64_t ssrc_changes; /* the SSRC of either kind changed: the stream restarted */
+
+    /* Loss recovery of received video (all on the primary stream but rtx_received). */
+    uint64_t video_dropped;     /* discarded on purpose (drop_video_every); not in video_received */
+    uint64_t nacks_sent;        /* NACK packets sent */
+    uint64_t nacked_seqs;       /* seqs asked for, repeats included */
+    uint64_t rtx_received;      /* RTX on the server's RTX SSRC (any, without FID), padding too */
+    uint64_t video_recovered;   /* missing seqs filled, by RTX or a late original */
+    uint64_t video_unrecovered; /* missing seqs given up */
+    uint64_t video_missing;     /* missing seqs right now, neither recovered nor given up */
+    uint64_t video_late;        /* behind the highest seq and filling no gap: duplicate, too late */
+    uint64_t video_recovery_max_us; /* the longest from a gap showing to its seq recovered */
+    /* video_received counts the packets that reached the payload checks: new ones, recovered
+     * ones (RTX included) and late ones. */
+
+    /* Key frames. */
+    uint64_t plis_sent;            /* tp_peer_request_key_frame() PLIs that went out */
+    uint64_t pli_received;         /* PLIs about our video SSRC */
+    uint64_t fir_received;         /* FIR entries for our video SSRC with a new command seq */
+    uint64_t nacks_received;       /* NACKs about our video SSRC (the peer does not resend) */
+    uint64_t key_frames_sent;      /* every key frame: periodic and requested */
+    uint64_t key_frames_requested; /* of those, made early because of a PLI or FIR */
+
+    /* Audio level of what was decoded: RMS of the last 0.5 s in dBFS (a full-scale sine is
+     * -3); -120 when silent below that, or no audio for 1 s. */
+    double audio_rms_dbfs;
+
+    /* Network moves. */
+    bool ice_checking;        /* ICE checks are under way: before the first success, or since an
+                                 address change or ICE restart that has no success yet */
+    uint64_t address_changes; /* tp_peer_change_address() moves that a check success completed */
+    uint64_t ice_restarts;    /* restarts whose new credentials a check success confirmed */
 };
 
 /* Fills `out` with a snapshot. Any thread. The peak frequency costs a few ms. */
 void tp_peer_stats(struct tp_peer *p, struct tp_stats *out);
 
-/* The peer's UDP port on 127.0.0.1 (for tests that send it datagrams from elsewhere). */
+/* The peer's UDP port on 127.0.0.1 (for tests that send it datagrams from elsewhere); a new
+ * one after an address change. Any thread. */
 uint16_t tp_peer_local_port(const struct tp_peer *p);
 
 /*
- * Sends `len` bytes (borrowed) as one datagram from the peer's own socket to
- * the answer's candidate, even when silent. Any thread. Returns 0, -ENOTCONN
+ * Sends `len` bytes (borrowed) as one datagram from the peer's own socket (the
+ * current one) to the answer's candidate, even when silent. Any thread. Returns 0, -ENOTCONN
  * before tp_peer_set_answer(), or another negative errno.
  */
 int tp_peer_send_raw(struct tp_peer *p, const void *data, size_t len);

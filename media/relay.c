@@ -59,6 +59,7 @@ int relay_leg_init(struct leg *leg)
     if (video->setup.active && video->setup.browser_receives) {
         struct media_packet_cache_config cfg = MEDIA_PACKET_CACHE_CONFIG_DEFAULT;
         cfg.capacity = VIDEO_CACHE_PACKETS;
+        cfg.resend_interval_ms = 30; /* below a browser's re-NACK interval (~50 ms) */
         video->cache = media_packet_cache_new(&cfg, NULL);
         if (!video->cache)
             return -1;

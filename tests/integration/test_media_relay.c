@@ -245,6 +245,23 @@ static void call_free(struct call *c)
     assert_int_equal(status, 0);
 }
 
+static struct tp_peer *new_peer_dropping(const char *name, double tone_hz, uint32_t tag,
+                                         unsigned drop_video_every)
+{
+    struct tp_config cfg = {.name = name,
+                            .tone_hz = tone_hz,
+                            .video_kbps = 600,
+                            .video_fps = 30,
+                            .video_tag = tag,
+                            .drop_video_every = drop_video_every};
+    char err[256] = "";
+    struct tp_peer *p = tp_peer_new(&cfg, err, sizeof(err));
+    if (!p)
+        print_error("tp_peer_new: %s\n", err);
+    assert_non_null(p);
+    return p;
+}
+
 static struct tp_peer *new_peer(const char *name, double tone_hz, uint32_t tag, bool lie,
                                 unsigned consent_ms)
 {
@@ -660,6 +677,127 @@ static void test_call_next_keeps_the_doctors_streams(void **state)
     call_free(&c);
 }
 
+/*
+ * Loss recovery: the doctor's peer loses every 20th video packet (5%) on
+ * purpose and NACKs it, as a browser does; the server answers from its
+ * packet cache as RTX, and every loss is recovered byte for byte.
+ */
+static void test_lost_packets_recovered_from_the_cache(void **state)
+{
+    (void)state;
+    struct call c;
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = c.doctor_peer = new_peer_dropping("doctor", 880, DOCTOR_TAG, 20);
+    connect_both(&c, patient, doctor);
+    struct tp_stats st;
+    wait_media(doctor, 600, &st);
+    sleep_ms(600); /* the last losses' recovery */
+    tp_peer_stats(doctor, &st);
+    double retransmitted = metric(c.srv, "tabib_media_nack_retransmitted_total{worker=\"0\"}");
+    double nacks = metric(c.srv, "tabib_media_nacks_received_total{worker=\"0\"}");
+    print_message("doctor: %llu video packets, %llu lost on purpose, %llu recovered (%llu by RTX, "
+                  "slowest %.1f ms), %llu unrecovered; server: %.0f NACKs, %.0f retransmitted\n",
+                  (unsigned long long)st.video_received, (unsigned long long)st.video_dropped,
+                  (unsigned long long)st.video_recovered, (unsigned long long)st.rtx_received,
+                  (double)st.video_recovery_max_us / 1000.0,
+                  (unsigned long long)st.video_unrecovered, nacks, retransmitted);
+    assert_true(st.video_dropped >= 20);
+    assert_int_equal(st.video_unrecovered, 0);
+    assert_true(st.video_recovered + st.video_missing + 1 >= st.video_dropped);
+    assert_true(st.rtx_received >= st.video_recovered); /* RTX was negotiated: it is used */
+    assert_int_equal(st.video_payload_mismatches, 0);
+    assert_true(retransmitted >= (double)st.video_recovered);
+    call_free(&c);
+}
+
+/* A key-frame request from the doctor reaches the patient's browser, which sends one. */
+static void test_key_frame_request_reaches_the_source(void **state)
+{
+    (void)state;
+    struct call c;
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    connect_both(&c, patient, doctor);
+    struct tp_stats st;
+    wait_media(doctor, 100, &st);
+    sleep_ms(400); /* past the relay's own key-frame requests at link time (300 ms apart) */
+    tp_peer_stats(patient, &st);
+    uint64_t before = st.pli_received;
+    tp_peer_request_key_frame(doctor);
+    for (int64_t deadline = base_now_ms() + 3000; base_now_ms() < deadline; sleep_ms(10)) {
+        tp_peer_stats(patient, &st);
+        if (st.pli_received > before)
+            break;
+    }
+    print_message("PLIs at the patient: %llu before, %llu after the doctor's request; key frames "
+                  "made on request: %llu\n",
+                  (unsigned long long)before, (unsigned long long)st.pli_received,
+                  (unsigned long long)st.key_frames_requested);
+    assert_true(st.pli_received > before);
+    call_free(&c);
+}
+
+/* A phone moving networks, then an ICE restart: the consultation and its media go on. */
+static void test_address_change_and_ice_restart_keep_media(void **state)
+{
+    (void)state;
+    struct call c;
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    connect_both(&c, patient, doctor);
+    struct tp_stats st;
+    wait_media(doctor, 100, &st);
+
+    tp_peer_change_address(patient);
+    for (int64_t deadline = base_now_ms() + 5000; base_now_ms() < deadline; sleep_ms(10)) {
+        tp_peer_stats(patient, &st);
+        if (st.address_changes == 1)
+            break;
+    }
+    assert_int_equal(st.address_changes, 1);
+    tp_peer_stats(doctor, &st);
+    wait_media(doctor, st.video_received + 100, &st); /* the patient's video still arrives */
+    struct tp_stats at_patient;
+    tp_peer_stats(patient, &at_patient);
+    wait_media(patient, at_patient.video_received + 100, &at_patient); /* and reaches them */
+
+    char *offer = tp_peer_restart_ice(patient);
+    assert_non_null(offer);
+    ws_send(c.patient,
+            json_pack("{s:s, s:s, s:s}", "type", "ice_restart", "id", "r1", "sdp", offer));
+    free(offer);
+    json_t *a = ws_expect(c.patient, "answer", WS_TIMEOUT_MS);
+    char err[256] = "";
+    int rc =
+        tp_peer_set_answer(patient, json_string_value(json_object_get(a, "sdp")), err, sizeof(err));
+    if (rc != 0)
+        print_error("restart answer refused: %s\n", err);
+    json_decref(a);
+    assert_int_equal(rc, 0);
+    for (int64_t deadline = base_now_ms() + 5000; base_now_ms() < deadline; sleep_ms(10)) {
+        tp_peer_stats(patient, &at_patient);
+        if (at_patient.ice_restarts == 1)
+            break;
+    }
+    assert_int_equal(at_patient.ice_restarts, 1);
+    tp_peer_stats(doctor, &st);
+    wait_media(doctor, st.video_received + 100, &st);
+    tp_peer_stats(patient, &at_patient);
+    wait_media(patient, at_patient.video_received + 100, &at_patient);
+    print_message("after a move and an ICE restart: doctor %llu video packets (%llu lost for "
+                  "good), patient %llu; DTLS handshakes on the server: %.0f\n",
+                  (unsigned long long)st.video_received, (unsigned long long)st.video_unrecovered,
+                  (unsigned long long)at_patient.video_received,
+                  metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}"));
+    assert_true(metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}") == 2);
+    assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 2);
+    assert_int_equal(st.video_payload_mismatches, 0);
+    call_free(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -671,6 +809,9 @@ int main(void)
         cmocka_unit_test(test_silent_leg_ends_after_consent_timeout),
         cmocka_unit_test(test_waiting_patient_sees_themselves),
         cmocka_unit_test(test_call_next_keeps_the_doctors_streams),
+        cmocka_unit_test(test_lost_packets_recovered_from_the_cache),
+        cmocka_unit_test(test_key_frame_request_reaches_the_source),
+        cmocka_unit_test(test_address_change_and_ice_restart_keep_media),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

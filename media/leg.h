@@ -17,8 +17,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "dtls.h"
+#include "audio_monitor.h"
 #include "media.h"
 #include "packet_cache.h"
 #include "rtcp.h"
@@ -91,12 +93,14 @@ struct leg {
     socklen_t addr_len;
     int64_t last_check_ms; /* the last valid Binding request (consent) */
     struct media_dtls *dtls;
-    int64_t dtls_deadline_ms;        /* next retransmission, 0 none */
-    struct media_srtp *srtp;         /* once DTLS is connected */
-    struct leg *peer;                /* the leg we relay to and from, NULL none */
-    uint64_t peer_id;                /* asked for by a link that found it missing; 0 none */
-    uint16_t twcc_out_seq;           /* transport-wide numbering of what we send this browser */
-    struct media_twcc_recorder twcc; /* arrivals of what the browser sends, for its feedback */
+    int64_t dtls_deadline_ms;         /* next retransmission, 0 none */
+    struct media_srtp *srtp;          /* once DTLS is connected */
+    struct leg *peer;                 /* the leg we relay to and from, NULL none */
+    uint64_t peer_id;                 /* asked for by a link that found it missing; 0 none */
+    uint16_t twcc_out_seq;            /* transport-wide numbering of what we send this browser */
+    struct media_twcc_recorder twcc;  /* arrivals of what the browser sends, for its feedback */
+    struct media_audio_monitor audio; /* its microphone, armed while in a consultation */
+    unsigned audio_level_reported;    /* the speaking level last told to the owner */
     struct leg_stream streams[LEG_KIND_COUNT];
 };
 
@@ -118,6 +122,7 @@ struct worker_counters {
     _Atomic uint64_t nack_suppressed;    /* asked again too soon: not resent twice */
     _Atomic uint64_t nacks_forwarded;    /* NACKs passed on to the source for what we lacked */
     _Atomic uint64_t rtx_relayed;        /* retransmissions from a source relayed on */
+    _Atomic uint64_t audio_decodes;      /* copied from the shared decoder's count */
     _Atomic uint64_t stun_answered;
     _Atomic uint64_t stun_refused;
     _Atomic uint64_t legs_active;
@@ -152,6 +157,8 @@ struct media_worker {
     int64_t last_tick_ms;
     int64_t next_dtls_ms; /* the earliest DTLS deadline, 0 none */
     int64_t last_feedback_ms;
+    int64_t last_audio_check_ms;
+    struct media_audio_decoder *audio_decoder; /* shared by the legs' audio monitors */
     pthread_t thread;
     bool thread_started;
     struct worker_counters counters;
@@ -160,6 +167,13 @@ struct media_worker {
     struct iovec iovs[LEG_RECV_BATCH];
     struct sockaddr_storage addrs[LEG_RECV_BATCH];
     uint8_t buffers[LEG_RECV_BATCH][LEG_DATAGRAM_MAX];
+    /* The kernel's receive timestamp of each datagram (SO_TIMESTAMPNS): arrival times for
+     * congestion feedback that do not depend on when the worker got round to the packet. */
+    union {
+        struct cmsghdr align;
+        uint8_t bytes[CMSG_SPACE(sizeof(struct timespec))];
+    } control[LEG_RECV_BATCH];
+    uint64_t arrival_us; /* of the datagram being handled */
     /* Send batch, and room to rebuild one packet as a retransmission. */
     uint8_t scratch[LEG_SEND_BUFFER];
     unsigned out_count;

@@ -72,6 +72,7 @@ struct media_worker_stats {
     uint64_t nack_suppressed;    /* NACKed again too soon: not resent twice */
     uint64_t nacks_forwarded;    /* NACKs passed on to the source browser for what we lacked */
     uint64_t rtx_relayed;        /* retransmissions from a source browser relayed on */
+    uint64_t audio_decodes;      /* Opus packets the audio monitor decoded (a sample) */
     uint64_t dtls_connected;     /* handshakes completed */
     uint64_t dtls_failures[MEDIA_FAILURE_KINDS]; /* legs ended by DTLS, by reason */
     uint64_t srtp_failures[MEDIA_FAILURE_KINDS]; /* packets refused by SRTP, by reason */
@@ -110,6 +111,16 @@ enum media_event {
                                   gone. `ptr` is a static string naming the reason (do not free) */
     MEDIA_EVENT_LEG_FLOWING,   /* media flowed both ways: the browser sent RTP and reported
                                   receiving ours (sent once per leg) */
+    MEDIA_EVENT_LEG_AUDIO,     /* in a consultation, the browser's microphone went silent or
+                                  came back, or its speaking level moved: `ptr` is a
+                                  struct media_audio_event the owner frees */
+};
+
+/* What MEDIA_EVENT_LEG_AUDIO carries. */
+struct media_audio_event {
+    const char *state; /* "ok", "silent" (digital silence), "no_packets"; static */
+    bool state_changed;
+    unsigned level; /* speaking level 0..100 */
 };
 
 /* ------------------------------------------------------------------------- */

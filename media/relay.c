@@ -23,7 +23,6 @@
 #include "leg.h"
 
 #include <string.h>
-#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -156,14 +155,6 @@ static size_t build_extensions(struct leg *to, const struct leg_stream *out, con
     return 4 + body;
 }
 
-/* A monotonic clock in microseconds, read per packet for feedback (a vDSO call, no syscall). */
-static uint64_t arrival_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Protects and queues an RTCP compound of `len` bytes, built in `slot`, to `to`. */
 static void send_rtcp(struct media_worker *w, struct leg *to, struct out_slot *slot, size_t len)
 {
@@ -215,14 +206,14 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         leg_drop(w, MEDIA_DROP_MALFORMED);
         return;
     }
-    /* Every numbered packet is reported back, relayed or not (probes, RTX, no peer yet):
-     * the browser's bandwidth estimate is built on these reports. */
+    /* Every numbered packet is reported back, relayed or not (probes, RTX, no peer yet),
+     * with the kernel's arrival time: the browser's bandwidth estimate is built on these. */
     struct media_rtp_ext twcc;
     uint16_t twcc_seq;
     if (from->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC] &&
         media_rtp_ext_find(&in, from->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC], &twcc) == 0 &&
         media_rtp_ext_twcc_seq(&twcc, &twcc_seq) == 0)
-        media_twcc_record(&from->twcc, twcc_seq, arrival_now_us());
+        media_twcc_record(&from->twcc, twcc_seq, w->arrival_us);
     enum media_sdp_codec_id codec = MEDIA_SDP_CODEC_OTHER;
     bool is_rtx = false;
     int kind = classify_payload(from, in.payload_type, &codec, &is_rtx);
@@ -256,6 +247,18 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         leg_count(&w->counters.rtx_relayed, 1);
     }
     from->streams[kind].in_ssrc = in.ssrc;
+    if (kind == LEG_AUDIO && !retransmission) {
+        int level = -1;
+        struct media_rtp_ext ext;
+        bool voice;
+        uint8_t dbov;
+        if (from->setup.ext_id[MEDIA_SDP_EXT_AUDIO_LEVEL] &&
+            media_rtp_ext_find(&in, from->setup.ext_id[MEDIA_SDP_EXT_AUDIO_LEVEL], &ext) == 0 &&
+            media_rtp_ext_audio_level(&ext, &voice, &dbov) == 0)
+            level = dbov;
+        media_audio_monitor_packet(&from->audio, in.payload, in.payload_len, level,
+                                   (int64_t)(now_us / 1000));
+    }
     if (!from->media_in) {
         from->media_in = true;
         note_flowing(w, from);

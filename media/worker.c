@@ -43,7 +43,9 @@
 #define CONSENT_DEFAULT_MS 30000
 #define TIMER_TICK_MS      1000
 #define STUN_REPLY_MAX     256
-#define FEEDBACK_EVERY_MS  50 /* transport-wide feedback to each sending browser */
+#define FEEDBACK_EVERY_MS  50  /* transport-wide feedback to each sending browser */
+#define AUDIO_CHECK_MS     250 /* the audio monitors' verdicts and speaking levels */
+#define AUDIO_LEVEL_STEP   5   /* a speaking level change worth telling the doctor */
 
 struct media_engine {
     unsigned worker_count;
@@ -278,9 +280,11 @@ void worker_out_commit(struct media_worker *w, size_t len)
 static void leg_unlink(struct leg *l)
 {
     if (l->peer) {
+        media_audio_monitor_disarm(&l->peer->audio);
         l->peer->peer = NULL;
         l->peer = NULL;
     }
+    media_audio_monitor_disarm(&l->audio);
 }
 
 static void worker_remove_leg(struct media_worker *w, struct leg *l)
@@ -321,6 +325,12 @@ static void link_legs(struct media_worker *w, struct leg *a, struct leg *b)
     a->peer = b;
     b->peer = a;
     a->peer_id = b->peer_id = 0;
+    if (a != b) {
+        /* In a consultation: watch both microphones (a self-test loop is not one). */
+        media_audio_monitor_reset(&a->audio, now_ms());
+        media_audio_monitor_reset(&b->audio, now_ms());
+        a->audio_level_reported = b->audio_level_reported = 0;
+    }
     /* Each outgoing stream continues its numbering with the new source; each
      * viewer needs a key frame to start decoding. */
     for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
@@ -357,6 +367,7 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
     slot->in_use = true;
     slot->id = setup->ice.leg_id;
     slot->last_check_ms = now_ms();
+    media_audio_monitor_init(&slot->audio, NULL, w->audio_decoder);
     if (relay_leg_init(slot) != 0) {
         relay_leg_free(slot);
         media_dtls_free(slot->dtls);
@@ -647,12 +658,27 @@ static void worker_handle_datagram(struct media_worker *w, uint8_t *data, size_t
         worker_handle_srtp(w, l, data, len, now);
 }
 
+/* The kernel's receive time of a datagram, or now when it gave none. */
+static uint64_t kernel_arrival_us(struct msghdr *hdr)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(hdr); c; c = CMSG_NXTHDR(hdr, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Reads until the socket is empty, a batch at a time, sending what each batch produced. */
 static void worker_read_socket(struct media_worker *w)
 {
     for (;;) {
         for (unsigned i = 0; i < LEG_RECV_BATCH; i++) {
             w->msgs[i].msg_hdr.msg_namelen = sizeof(w->addrs[i]);
+            w->msgs[i].msg_hdr.msg_controllen = sizeof(w->control[i].bytes);
             w->msgs[i].msg_len = 0;
         }
         int n = recvmmsg(w->udp_fd, w->msgs, LEG_RECV_BATCH, MSG_DONTWAIT, NULL);
@@ -667,6 +693,7 @@ static void worker_read_socket(struct media_worker *w)
                 leg_drop(w, MEDIA_DROP_TOO_LARGE);
                 continue;
             }
+            w->arrival_us = kernel_arrival_us(&w->msgs[i].msg_hdr);
             worker_handle_datagram(w, w->buffers[i], len, &w->addrs[i],
                                    w->msgs[i].msg_hdr.msg_namelen, now);
         }
@@ -747,6 +774,39 @@ static bool worker_read_mailbox(struct media_worker *w)
     return keep_running;
 }
 
+/* The audio monitors of legs in a consultation: a microphone gone silent, or a level moved. */
+static void worker_audio_check(struct media_worker *w, int64_t now)
+{
+    w->last_audio_check_ms = now;
+    atomic_store_explicit(&w->counters.audio_decodes, media_audio_decoder_count(w->audio_decoder),
+                          memory_order_relaxed);
+    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
+        struct leg *l = &w->legs[i];
+        if (!l->in_use || !l->peer || l->peer == l)
+            continue;
+        bool changed = false;
+        enum media_audio_state state = media_audio_monitor_check(&l->audio, now, &changed);
+        unsigned level = media_audio_monitor_level(&l->audio);
+        unsigned moved = level > l->audio_level_reported ? level - l->audio_level_reported
+                                                         : l->audio_level_reported - level;
+        if (!changed && moved < AUDIO_LEVEL_STEP)
+            continue;
+        /* Rare (a few a second per consultation at most), and off the packet path. */
+        struct media_audio_event *ev = malloc(sizeof(*ev));
+        if (!ev)
+            continue;
+        *ev = (struct media_audio_event){
+            .state = media_audio_state_name(state), .state_changed = changed, .level = level};
+        l->audio_level_reported = level;
+        struct base_msg m = {.type = MEDIA_EVENT_LEG_AUDIO,
+                             .sender = BASE_THREAD_MEDIA_FIRST + w->index,
+                             .arg = l->id,
+                             .ptr = ev};
+        if (!w->owner || base_mailbox_push(w->owner, &m) != 0)
+            free(ev);
+    }
+}
+
 /* Every FEEDBACK_EVERY_MS: transport-wide feedback to the browsers that sent media. */
 static void worker_feedback(struct media_worker *w, int64_t now)
 {
@@ -799,6 +859,8 @@ static void *worker_main(void *arg)
             worker_dtls_timers(w, now);
         if (now - w->last_feedback_ms >= FEEDBACK_EVERY_MS)
             worker_feedback(w, now);
+        if (now - w->last_audio_check_ms >= AUDIO_CHECK_MS)
+            worker_audio_check(w, now);
         if (now - w->last_tick_ms >= TIMER_TICK_MS)
             worker_tick(w, now);
     }
@@ -849,6 +911,9 @@ static int bind_udp(const char *host, uint16_t port, char *err, size_t errlen)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     /* Larger kernel buffers absorb bursts (a key frame is dozens of packets). */
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+    /* Receive timestamps for congestion feedback (a CLOCK_REALTIME reading per datagram). */
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
     if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
         snprintf(err, errlen, "media_port: cannot bind UDP port %u: %s", port, strerror(errno));
@@ -881,6 +946,7 @@ static void worker_free(struct media_worker *w)
             relay_leg_free(&w->legs[i]);
         }
     media_dtls_ctx_free(w->dtls);
+    media_audio_decoder_free(w->audio_decoder);
     media_stun_ctx_free(w->stun);
     free(w->legs);
     free(w);
@@ -910,7 +976,8 @@ static struct media_worker *worker_new(const struct media_engine_config *cfg, un
     }
     /* Each worker has its own certificate: made at start-up, never written to disk. */
     w->dtls = media_dtls_ctx_new(NULL);
-    if (!w->dtls) {
+    w->audio_decoder = media_audio_decoder_new();
+    if (!w->dtls || !w->audio_decoder) {
         snprintf(err, errlen, "media: cannot make the DTLS certificate of worker %u", index);
         goto fail;
     }
@@ -920,6 +987,7 @@ static struct media_worker *worker_new(const struct media_engine_config *cfg, un
         w->msgs[i].msg_hdr.msg_iov = &w->iovs[i];
         w->msgs[i].msg_hdr.msg_iovlen = 1;
         w->msgs[i].msg_hdr.msg_name = &w->addrs[i];
+        w->msgs[i].msg_hdr.msg_control = w->control[i].bytes;
     }
     for (unsigned i = 0; i < LEG_SEND_BATCH; i++) {
         w->out_iovs[i].iov_base = w->out[i].data;
@@ -1060,6 +1128,7 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->nack_suppressed = atomic_load_explicit(&c->nack_suppressed, memory_order_relaxed);
     out->nacks_forwarded = atomic_load_explicit(&c->nacks_forwarded, memory_order_relaxed);
     out->rtx_relayed = atomic_load_explicit(&c->rtx_relayed, memory_order_relaxed);
+    out->audio_decodes = atomic_load_explicit(&c->audio_decodes, memory_order_relaxed);
     out->dtls_connected = atomic_load_explicit(&c->dtls_connected, memory_order_relaxed);
     for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
         out->packets_dropped[r] =

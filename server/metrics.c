@@ -116,6 +116,9 @@ static const struct worker_series worker_series[] = {
     {"tabib_media_rtx_relayed_total", "counter",
      "Retransmissions from a source browser relayed to the receiver.",
      offsetof(struct media_worker_stats, rtx_relayed)},
+    {"tabib_media_audio_decodes_total", "counter",
+     "Opus packets the silent-microphone monitor decoded (it samples, it does not decode all).",
+     offsetof(struct media_worker_stats, audio_decodes)},
     {"tabib_media_dtls_connected_total", "counter", "DTLS handshakes completed (SRTP keyed).",
      offsetof(struct media_worker_stats, dtls_connected)},
 };

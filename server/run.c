@@ -165,10 +165,17 @@ void srv_on_wakeup(struct srv_state *st)
 {
     struct base_msg msg;
     while (base_mailbox_pop(st->inbox, &msg)) {
-        if (msg.type == BASE_MSG_PROBE_REPLY)
+        if (msg.type == BASE_MSG_PROBE_REPLY) {
             handle_probe_reply(st, &msg);
-        else if (msg.type >= MEDIA_EVENT_LEG_NOMINATED && msg.type <= MEDIA_EVENT_LEG_FLOWING)
+        } else if (msg.type == MEDIA_EVENT_LEG_AUDIO) {
+            const struct media_audio_event *ev = msg.ptr;
+            if (st->hub)
+                sig_hub_media_audio(st->hub, msg.arg, ev->state, ev->state_changed, ev->level,
+                                    base_now_ms());
+            free(msg.ptr);
+        } else if (msg.type >= MEDIA_EVENT_LEG_NOMINATED && msg.type <= MEDIA_EVENT_LEG_FLOWING) {
             handle_media_event(st, &msg);
+        }
     }
     if (atomic_exchange(&st->reopen_log_requested, false)) {
         int rc = base_logger_reopen(st->log);
@@ -473,6 +480,12 @@ out:
     sig_hub_free(st.hub);
     sig_accounts_close(st.accounts);
     lws_log_target = NULL;
+    if (st.inbox) { /* events the workers sent after the last wake-up */
+        struct base_msg msg;
+        while (base_mailbox_pop(st.inbox, &msg))
+            if (msg.type == MEDIA_EVENT_LEG_AUDIO)
+                free(msg.ptr);
+    }
     base_mailbox_free(st.inbox);
     free(st.health);
     if (status == 0)

@@ -1449,6 +1449,39 @@ static void on_media(struct sig_hub *hub, struct request *rq)
         media_connect(hub, serving);
 }
 
+void sig_hub_media_audio(struct sig_hub *hub, uint64_t leg, const char *state, bool state_changed,
+                         unsigned level, int64_t now_ms)
+{
+    hub->now_ms = now_ms;
+    struct consultation *c = NULL;
+    bool patient_side = false;
+    for (struct consultation *it = hub->consultations; it && !c; it = it->next) {
+        if (it->state != SIG_STATE_IN_CONSULTATION || !it->doctor)
+            continue;
+        if (it->patient_leg == leg)
+            c = it, patient_side = true;
+        else if (it->doctor->leg == leg)
+            c = it;
+    }
+    if (!c || !leg)
+        return;
+    struct conn *doctor = c->doctor->conn;
+    const char *who = patient_side ? "patient" : "doctor";
+    if (state_changed) {
+        json_t *msg = json_pack("{s:s, s:s, s:s, s:s}", "type", "audio", "consultation", c->id,
+                                "who", who, "state", state);
+        send_json(hub, c->patient, json_deep_copy(msg));
+        send_json(hub, doctor, msg);
+        audit(hub, NULL, strcmp(state, "ok") == 0 ? "microphone_ok" : "microphone_silent",
+              strcmp(state, "ok") == 0 ? "ok" : "warning", c, NULL,
+              json_pack("{s:s, s:s}", "who", who, "state", state));
+    }
+    if (patient_side)
+        send_json(hub, doctor,
+                  json_pack("{s:s, s:s, s:s, s:i}", "type", "audio_level", "consultation", c->id,
+                            "who", "patient", "level", (int)level));
+}
+
 void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event event,
                          const char *reason, int64_t now_ms)
 {

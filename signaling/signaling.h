@@ -188,6 +188,15 @@ void sig_hub_disconnect(struct sig_hub *hub, void *transport, int64_t now_ms);
 void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event event,
                          const char *reason, int64_t now_ms);
 
+/*
+ * The audio monitor on leg `leg`, in a consultation: `state` ("ok",
+ * "silent", "no_packets") when `state_changed` (both participants are told,
+ * and a warning audited), and the speaking level 0..100 (the doctor sees the
+ * patient's).
+ */
+void sig_hub_media_audio(struct sig_hub *hub, uint64_t leg, const char *state, bool state_changed,
+                         unsigned level, int64_t now_ms);
+
 /* Expires grace periods; call about once a second. */
 void sig_hub_tick(struct sig_hub *hub, int64_t now_ms);
 

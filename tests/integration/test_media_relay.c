@@ -798,6 +798,56 @@ static void test_address_change_and_ice_restart_keep_media(void **state)
     call_free(&c);
 }
 
+/* Waits for {"type":"audio","who":<who>,"state":<state>}; returns when it came (ms). */
+static int64_t expect_audio_state(struct tc_ws *ws, const char *who, const char *state,
+                                  int timeout_ms)
+{
+    int64_t deadline = base_now_ms() + timeout_ms;
+    for (;;) {
+        json_t *m = ws_expect(ws, "audio", (int)(deadline - base_now_ms()));
+        bool match = strcmp(json_string_value(json_object_get(m, "who")), who) == 0 &&
+                     strcmp(json_string_value(json_object_get(m, "state")), state) == 0;
+        json_decref(m);
+        if (match)
+            return base_now_ms();
+    }
+}
+
+/*
+ * A patient whose microphone sends digital silence: both sides are told
+ * within 6 s, and again when the sound comes back. The doctor sees the
+ * patient's speaking level meanwhile.
+ */
+static void test_silent_microphone_reported_to_both(void **state)
+{
+    (void)state;
+    struct call c;
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    connect_both(&c, patient, doctor);
+    json_t *level = ws_expect(c.doctor, "audio_level", WS_TIMEOUT_MS);
+    int speaking = (int)json_integer_value(json_object_get(level, "level"));
+    json_decref(level);
+    assert_true(speaking > 0);
+
+    int64_t silent_at = base_now_ms();
+    tp_peer_set_audio_silent(patient, true);
+    int64_t doctor_told = expect_audio_state(c.doctor, "patient", "silent", 8000);
+    int64_t patient_told = expect_audio_state(c.patient, "patient", "silent", 8000);
+    print_message("speaking level %d; digital silence reported to the doctor after %lld ms, to "
+                  "the patient after %lld ms; audio decodes on the server: %.0f\n",
+                  speaking, (long long)(doctor_told - silent_at),
+                  (long long)(patient_told - silent_at),
+                  metric(c.srv, "tabib_media_audio_decodes_total{worker=\"0\"}"));
+    assert_true(doctor_told - silent_at <= 6000);
+    assert_true(patient_told - silent_at <= 6000);
+    assert_true(doctor_told - silent_at >= 4500); /* the rule is 5 s of silence, not less */
+    tp_peer_set_audio_silent(patient, false);
+    expect_audio_state(c.doctor, "patient", "ok", 3000);
+    call_free(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -812,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_lost_packets_recovered_from_the_cache),
         cmocka_unit_test(test_key_frame_request_reaches_the_source),
         cmocka_unit_test(test_address_change_and_ice_restart_keep_media),
+        cmocka_unit_test(test_silent_microphone_reported_to_both),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,7 +77,21 @@ struct leg_stream {
     /* For the SR we send on the browser's behalf: the last SR its source sent. */
     uint32_t sent_packets, sent_octets;
     struct media_packet_cache *cache; /* video: what we sent, to answer the browser's NACKs */
-    uint16_t rtx_seq;                 /* our RTX stream's numbering toward the browser */
+    /* What we received from the browser on this kind, for our receiver reports (RFC 3550
+     * 6.4.1, A.1, A.3, A.8). */
+    struct {
+        bool started;
+        uint16_t max_seq;
+        uint32_t cycles; /* wraps of max_seq, times 65536 */
+        uint32_t base_seq;
+        uint32_t received;
+        uint32_t expected_prior, received_prior;
+        int64_t last_transit; /* arrival (clock units) - RTP timestamp */
+        uint32_t jitter_q4;   /* interarrival jitter, clock units, times 16 */
+        uint32_t last_sr;     /* middle 32 bits of the NTP time of the browser's last SR */
+        uint64_t last_sr_us;  /* when it arrived */
+    } rx;
+    uint16_t rtx_seq; /* our RTX stream's numbering toward the browser */
 };
 
 struct leg {
@@ -245,6 +259,8 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
 void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t now_us);
 /* relay.c: sends the browser of `leg` its transport-wide feedback, if any is due. */
 void relay_send_feedback(struct media_worker *w, struct leg *leg);
+/* relay.c: sends the browser of `leg` our receiver report on what it sends (once a second). */
+void relay_send_receiver_report(struct media_worker *w, struct leg *leg, uint64_t now_us);
 /* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases) and
  * its video packet cache. Returns 0, or -1 when out of memory. */
 int relay_leg_init(struct leg *leg);

@@ -199,6 +199,34 @@ static void note_report_blocks(struct media_worker *w, struct leg *leg,
             }
 }
 
+/* Receiver-report bookkeeping of one received packet (RFC 3550 A.1 and A.8, simplified). */
+static void note_received(struct leg_stream *s, const struct media_rtp_view *in,
+                          uint64_t arrival_us)
+{
+    if (!s->rx.started) {
+        s->rx.started = true;
+        s->rx.base_seq = in->seq;
+        s->rx.max_seq = in->seq;
+        s->rx.last_transit =
+            (int64_t)(arrival_us * s->setup.clock_rate / 1000000u) - (int64_t)in->timestamp;
+    }
+    uint16_t ahead = (uint16_t)(in->seq - s->rx.max_seq);
+    if (ahead && ahead < 0x8000) {
+        if (in->seq < s->rx.max_seq)
+            s->rx.cycles += 65536;
+        s->rx.max_seq = in->seq;
+    }
+    s->rx.received++;
+    int64_t transit =
+        (int64_t)(arrival_us * s->setup.clock_rate / 1000000u) - (int64_t)in->timestamp;
+    int64_t d = transit - s->rx.last_transit;
+    s->rx.last_transit = transit;
+    if (d < 0)
+        d = -d;
+    if (d < (int64_t)s->setup.clock_rate) /* a source switch or a wrap is not jitter */
+        s->rx.jitter_q4 += (uint32_t)(d - ((s->rx.jitter_q4 + 8) >> 4));
+}
+
 void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t len, uint64_t now_us)
 {
     struct media_rtp_view in;
@@ -247,6 +275,8 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         leg_count(&w->counters.rtx_relayed, 1);
     }
     from->streams[kind].in_ssrc = in.ssrc;
+    if (!retransmission)
+        note_received(&from->streams[kind], &in, w->arrival_us);
     if (kind == LEG_AUDIO && !retransmission) {
         int level = -1;
         struct media_rtp_ext ext;
@@ -460,6 +490,69 @@ void relay_send_feedback(struct media_worker *w, struct leg *leg)
     send_rtcp(w, leg, slot, (size_t)(rr + fb));
 }
 
+void relay_send_receiver_report(struct media_worker *w, struct leg *leg, uint64_t now_us)
+{
+    if (!leg->srtp || !leg->has_address)
+        return;
+    struct media_rtcp_report_block blocks[LEG_KIND_COUNT];
+    unsigned n = 0;
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+        struct leg_stream *s = &leg->streams[k];
+        if (!s->rx.started || !s->in_ssrc)
+            continue;
+        uint32_t extended_max = s->rx.cycles + s->rx.max_seq;
+        uint32_t expected = extended_max - s->rx.base_seq + 1;
+        uint32_t expected_interval = expected - s->rx.expected_prior;
+        uint32_t received_interval = s->rx.received - s->rx.received_prior;
+        s->rx.expected_prior = expected;
+        s->rx.received_prior = s->rx.received;
+        int64_t lost_interval = (int64_t)expected_interval - (int64_t)received_interval;
+        uint32_t dlsr = 0;
+        if (s->rx.last_sr_us && now_us > s->rx.last_sr_us)
+            dlsr = (uint32_t)((now_us - s->rx.last_sr_us) * 65536u / 1000000u);
+        blocks[n++] = (struct media_rtcp_report_block){
+            .ssrc = s->in_ssrc,
+            .fraction_lost = expected_interval && lost_interval > 0
+                                 ? (uint8_t)((lost_interval << 8) / expected_interval)
+                                 : 0,
+            .cumulative_lost = (int32_t)((int64_t)expected - (int64_t)s->rx.received),
+            .highest_seq = extended_max,
+            .jitter = s->rx.jitter_q4 >> 4,
+            .last_sr = s->rx.last_sr,
+            .delay_since_sr = s->rx.last_sr ? dlsr : 0,
+        };
+    }
+    if (!n)
+        return;
+    struct out_slot *slot = worker_out_slot(w, leg);
+    int len = media_rtcp_build_rr(rtcp_sender_ssrc(leg), blocks, n, slot->data, RTCP_OUT_MAX);
+    if (len > 0)
+        send_rtcp(w, leg, slot, (size_t)len);
+}
+
+/* A receiving browser's bandwidth limit (REMB) goes to the source, about its streams. */
+static void relay_remb(struct media_worker *w, struct leg *to, const struct media_rtcp_fb *fb)
+{
+    struct media_rtcp_remb remb;
+    if (media_rtcp_parse_remb(fb, &remb) != 0)
+        return;
+    uint32_t ssrcs[LEG_KIND_COUNT];
+    unsigned n = 0;
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++)
+        if (to->streams[k].in_ssrc)
+            ssrcs[n++] = to->streams[k].in_ssrc;
+    if (!n)
+        return;
+    struct out_slot *slot = worker_out_slot(w, to);
+    uint32_t sender = rtcp_sender_ssrc(to);
+    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
+    int len = rr > 0 ? media_rtcp_build_remb(sender, remb.bitrate, ssrcs, n, slot->data + rr,
+                                             RTCP_OUT_MAX - (size_t)rr)
+                     : -1;
+    if (len > 0)
+        send_rtcp(w, to, slot, (size_t)(rr + len));
+}
+
 /* Re-issues the SR of `from`'s source `kind` toward `to` under our SSRC and timeline. */
 static void relay_sender_report(struct media_worker *w, struct leg *to, unsigned kind,
                                 const struct media_rtcp_report *sr)
@@ -497,13 +590,24 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
             if (media_rtcp_parse_report(&pkt, &report) != 0)
                 continue;
             note_report_blocks(w, from, &report);
-            for (unsigned k = 0; ready && report.has_sender_info && k < LEG_KIND_COUNT; k++)
-                if (report.ssrc && report.ssrc == from->streams[k].in_ssrc)
+            for (unsigned k = 0; report.has_sender_info && k < LEG_KIND_COUNT; k++) {
+                if (!report.ssrc || report.ssrc != from->streams[k].in_ssrc)
+                    continue;
+                /* For the LSR/DLSR of our reports: the browser measures its round trip. */
+                from->streams[k].rx.last_sr = (uint32_t)(report.ntp >> 16);
+                from->streams[k].rx.last_sr_us = now_us; /* the clock of our reports */
+                if (ready)
                     relay_sender_report(w, to, k, &report);
+            }
         } else if (pkt.type == MEDIA_RTCP_RTPFB && pkt.count == MEDIA_RTCP_RTPFB_NACK) {
             struct media_rtcp_fb fb;
             if (media_rtcp_parse_fb(&pkt, &fb) == 0)
                 answer_nack(w, from, &fb, (int64_t)(now_us / 1000));
+        } else if (pkt.type == MEDIA_RTCP_PSFB && ready && pkt.count == MEDIA_RTCP_PSFB_AFB &&
+                   to != from) {
+            struct media_rtcp_fb fb;
+            if (media_rtcp_parse_fb(&pkt, &fb) == 0)
+                relay_remb(w, to, &fb);
         } else if (pkt.type == MEDIA_RTCP_PSFB && ready &&
                    (pkt.count == MEDIA_RTCP_PSFB_PLI || pkt.count == MEDIA_RTCP_PSFB_FIR)) {
             /* The browser lost the picture we send it: ask its source for a key frame. */

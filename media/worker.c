@@ -706,12 +706,15 @@ static void worker_read_socket(struct media_worker *w)
     }
 }
 
-/* Once a second: consent freshness. A leg without a valid check for consent_ms ends. */
+/* Once a second: consent freshness (a leg without a valid check for consent_ms ends) and
+ * our receiver reports to the browsers that send. */
 static void worker_tick(struct media_worker *w, int64_t now)
 {
     w->last_tick_ms = now;
     for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
         struct leg *l = &w->legs[i];
+        if (l->in_use)
+            relay_send_receiver_report(w, l, (uint64_t)now * 1000u);
         if (l->in_use && now - l->last_check_ms >= w->consent_ms) {
             uint64_t id = l->id;
             worker_remove_leg(w, l);
@@ -719,6 +722,7 @@ static void worker_tick(struct media_worker *w, int64_t now)
             worker_report(w, MEDIA_EVENT_LEG_EXPIRED, id, NULL);
         }
     }
+    worker_flush(w);
 }
 
 struct link_request {

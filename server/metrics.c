@@ -217,6 +217,10 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
     unsigned workers = st->media ? media_engine_worker_count(st->media) : 0;
     family(&t, "tabib_media_workers", "gauge", "Media worker threads.");
     text_printf(&t, "tabib_media_workers %u\n", workers);
+    family(&t, "tabib_media_ice_restarts_total", "counter",
+           "Offers that restarted ICE on a live leg (answered in place, DTLS kept).");
+    text_printf(&t, "tabib_media_ice_restarts_total %llu\n",
+                (unsigned long long)(st->media ? media_engine_ice_restarts(st->media) : 0));
     struct media_worker_stats ws[workers ? workers : 1];
     for (unsigned i = 0; i < workers; i++)
         media_engine_worker_stats(st->media, i, &ws[i]);

@@ -794,6 +794,7 @@ static void test_address_change_and_ice_restart_keep_media(void **state)
                   metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}"));
     assert_true(metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}") == 2);
     assert_true(metric(c.srv, "tabib_media_legs{worker=\"0\"}") == 2);
+    assert_true(metric(c.srv, "tabib_media_ice_restarts_total") == 1);
     assert_int_equal(st.video_payload_mismatches, 0);
     call_free(&c);
 }

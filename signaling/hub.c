@@ -1525,7 +1525,7 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
             serving->media_lost_ms = 0;
         }
     }
-    if (event == SIG_MEDIA_FLOWING && slot == &serving->patient_leg && !serving->ready) {
+    if (event == SIG_MEDIA_FLOWING && serving && slot == &serving->patient_leg && !serving->ready) {
         serving->ready = true; /* camera, microphone and network path proven */
         readiness_changed(hub, serving);
     }

@@ -720,6 +720,26 @@ static void lost_media_ends_the_consultation_after_grace(void **state)
     assert_int_equal(audits_of(w, "media_lost failed"), 1);
 }
 
+/* Media events for a doctor's leg between patients concern no consultation. */
+static void doctor_media_events_between_patients(void **state)
+{
+    struct world *w = *state;
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    ask(w, 5, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\""); /* leg 1 */
+    sig_hub_media_event(w->hub, 1, SIG_MEDIA_CONNECTED, NULL, ++w->now);
+    sig_hub_media_event(w->hub, 1, SIG_MEDIA_FLOWING, NULL, ++w->now);
+    json_t *ev = last_event(w, 5, "media");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "state")), "flowing");
+    assert_true(json_is_null(json_object_get(ev, "consultation")) ||
+                !json_object_get(ev, "consultation"));
+    sig_hub_media_audio(w->hub, 1, "silent", true, 0, ++w->now); /* no consultation: ignored */
+    assert_null(last_event(w, 5, "audio"));
+    sig_hub_media_event(w->hub, 1, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
+    assert_int_equal(media_asked(w, "release 1"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -740,6 +760,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(media_leg_follows_a_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_media_ends_the_consultation_after_grace, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(doctor_media_events_between_patients, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,14 @@
 #!/bin/sh
-# Runs the browser tests (default: media.test.js) inside a private network
-# namespace whose only interface is loopback, so that neither Chromium nor tabib
-# can see, advertise or send to any address but 127.0.0.1 and ::1.
+# Runs the browser tests (default: media.test.js and flow.test.js) inside a
+# private network namespace whose only interface is loopback, so that neither
+# Chromium nor tabib can see, advertise or send to any address but 127.0.0.1 and ::1.
 #
 #   tests/browser/run-in-netns.sh [node --test arguments, e.g. test files]
-#   TABIB_BINARY=build/tabib tests/browser/run-in-netns.sh
+#   TABIB_BINARY=build/tabib tests/browser/run-in-netns.sh media.test.js flow.test.js
+#
+# Test files run one after the other (--test-concurrency=1): each starts two
+# Chromium processes and a server, and flow.test.js measures latencies and
+# bandwidth estimates that another file's browsers would disturb.
 #
 # `unshare --map-root-user` makes a user namespace too, so this works without
 # root where unprivileged user namespaces are enabled (Debian's default). As
@@ -30,7 +34,7 @@ for tool in unshare ip node; do
 done
 
 if [ "$#" -eq 0 ]; then
-  set -- media.test.js
+  set -- media.test.js flow.test.js
 fi
 
 # --pid --fork --kill-child: the shell is process 1 of a new PID namespace, so when
@@ -43,7 +47,7 @@ run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/tabib-browser-run.XXXXXX")
 export TMPDIR="$run_tmp"
 
 unshare --net --map-root-user --pid --fork --kill-child --mount-proc \
-  sh -c 'ip link set lo up && node --test --test-reporter=spec "$@"' run-in-netns "$@" &
+  sh -c 'ip link set lo up && node --test --test-concurrency=1 --test-reporter=spec "$@"' run-in-netns "$@" &
 child=$!
 trap 'kill -KILL "$child" 2>/dev/null || true' INT TERM HUP
 status=0

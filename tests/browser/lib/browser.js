@@ -25,9 +25,9 @@ try {
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-/** The flags every test browser runs with. */
-export function chromiumArgs(fakeAudioFile) {
-  return [
+/** The flags every test browser runs with; a Y4M `fakeVideoFile` replaces the fake camera's pattern. */
+export function chromiumArgs(fakeAudioFile, fakeVideoFile = null) {
+  const args = [
     // Without it Chromium gathers no ICE candidate on lo, the only interface here.
     '--allow-loopback-in-peer-connection',
     '--use-fake-ui-for-media-stream', // grant getUserMedia without a prompt
@@ -41,13 +41,17 @@ export function chromiumArgs(fakeAudioFile) {
     '--disable-renderer-backgrounding',
     '--disable-backgrounding-occluded-windows',
   ];
+  // The camera plays this file, looped, at its own size and frame rate.
+  if (fakeVideoFile) args.push(`--use-file-for-fake-video-capture=${fakeVideoFile}`);
+  return args;
 }
 
 /**
- * Launches headless Chromium whose microphone plays `fakeAudioFile`. Resolves
- * {browser, label, home, log, close()}: `log` collects the pages' console lines.
+ * Launches headless Chromium whose microphone plays `fakeAudioFile` (and whose camera
+ * plays `fakeVideoFile`, when given). Resolves {browser, label, home, log, close()}:
+ * `log` collects the pages' console lines.
  */
-export async function launchChromium({ label, fakeAudioFile }) {
+export async function launchChromium({ label, fakeAudioFile, fakeVideoFile = null }) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no Chromium at ${CHROMIUM}: run scripts/install-deps (Debian package "chromium")`);
   }
@@ -63,7 +67,7 @@ export async function launchChromium({ label, fakeAudioFile }) {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: chromiumArgs(fakeAudioFile),
+      args: chromiumArgs(fakeAudioFile, fakeVideoFile),
       env,
       timeout: 30000,
     });

@@ -3,7 +3,7 @@
 // test reads with page.evaluate (window.testState, window.media.stats(),
 // window.media.audioPeak()).
 //
-// These pages exist for tests/browser/media.test.js only; the real web app
+// These pages exist for tests/browser/*.test.js only; the real web app
 // lives in web/. Everything here is plain ES modules (the server's CSP allows
 // no inline script).
 
@@ -294,6 +294,11 @@ export async function stats() {
         frameHeight: s.frameHeight,
         packetsReceived: s.packetsReceived ?? 0,
         packetsLost: s.packetsLost ?? 0,
+        keyFramesDecoded: s.keyFramesDecoded ?? 0,
+        // Playout: seconds summed over the frames emitted (divide the deltas by the count's).
+        jitterBufferDelay: s.jitterBufferDelay ?? 0,
+        jitterBufferTargetDelay: s.jitterBufferTargetDelay ?? 0,
+        jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
         timestamp: s.timestamp,
       };
     } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
@@ -370,6 +375,11 @@ export async function audioPeak(ms = 1000) {
     sampleRate: audioContext.sampleRate,
     contextState: audioContext.state,
   };
+}
+
+/** The page's RTCPeerConnection (null before startMedia()), for pages that watch it themselves. */
+export function peerConnection() {
+  return pc;
 }
 
 /** What the test calls with page.evaluate. */

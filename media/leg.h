@@ -21,6 +21,7 @@
 
 #include "dtls.h"
 #include "audio_monitor.h"
+#include "bandwidth.h"
 #include "media.h"
 #include "packet_cache.h"
 #include "rtcp.h"
@@ -114,7 +115,8 @@ struct leg {
     uint16_t twcc_out_seq;            /* transport-wide numbering of what we send this browser */
     struct media_twcc_recorder twcc;  /* arrivals of what the browser sends, for its feedback */
     struct media_audio_monitor audio; /* its microphone, armed while in a consultation */
-    unsigned audio_level_reported;    /* the speaking level last told to the owner */
+    struct media_bandwidth_limit receive_limit; /* what its path from us takes, from its feedback */
+    unsigned audio_level_reported;              /* the speaking level last told to the owner */
     struct leg_stream streams[LEG_KIND_COUNT];
 };
 
@@ -137,6 +139,7 @@ struct worker_counters {
     _Atomic uint64_t nacks_forwarded;    /* NACKs passed on to the source for what we lacked */
     _Atomic uint64_t rtx_relayed;        /* retransmissions from a source relayed on */
     _Atomic uint64_t audio_decodes;      /* copied from the shared decoder's count */
+    _Atomic uint64_t remb_sent;          /* bandwidth limits sent to source browsers */
     _Atomic uint64_t stun_answered;
     _Atomic uint64_t stun_refused;
     _Atomic uint64_t legs_active;
@@ -261,6 +264,8 @@ void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t n
 void relay_send_feedback(struct media_worker *w, struct leg *leg);
 /* relay.c: sends the browser of `leg` our receiver report on what it sends (once a second). */
 void relay_send_receiver_report(struct media_worker *w, struct leg *leg, uint64_t now_us);
+/* relay.c: once a second, tells the source browser the limit `leg`'s path calls for, if any. */
+void relay_send_receive_limit(struct media_worker *w, struct leg *leg, int64_t now_ms);
 /* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases) and
  * its video packet cache. Returns 0, or -1 when out of memory. */
 int relay_leg_init(struct leg *leg);

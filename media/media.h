@@ -73,7 +73,8 @@ struct media_worker_stats {
     uint64_t nacks_forwarded;    /* NACKs passed on to the source browser for what we lacked */
     uint64_t rtx_relayed;        /* retransmissions from a source browser relayed on */
     uint64_t audio_decodes;      /* Opus packets the audio monitor decoded (a sample) */
-    uint64_t dtls_connected;     /* handshakes completed */
+    uint64_t remb_sent; /* bandwidth limits (REMB) sent to source browsers for their receivers */
+    uint64_t dtls_connected;                     /* handshakes completed */
     uint64_t dtls_failures[MEDIA_FAILURE_KINDS]; /* legs ended by DTLS, by reason */
     uint64_t srtp_failures[MEDIA_FAILURE_KINDS]; /* packets refused by SRTP, by reason */
     uint64_t stun_answered;                      /* valid Binding requests answered with success */

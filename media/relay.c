@@ -362,6 +362,7 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         return;
     }
     worker_out_commit(w, (size_t)n);
+    media_bandwidth_sent(&to->receive_limit, (size_t)n);
     if (!retransmission) {
         out->sent_packets++;
         out->sent_octets += (uint32_t)in.payload_len;
@@ -396,6 +397,7 @@ static void resend_from_cache(struct media_worker *w, struct leg *leg, struct le
         return;
     }
     worker_out_commit(w, (size_t)n);
+    media_bandwidth_sent(&leg->receive_limit, (size_t)n);
 }
 
 /*
@@ -530,27 +532,42 @@ void relay_send_receiver_report(struct media_worker *w, struct leg *leg, uint64_
         send_rtcp(w, leg, slot, (size_t)len);
 }
 
-/* A receiving browser's bandwidth limit (REMB) goes to the source, about its streams. */
-static void relay_remb(struct media_worker *w, struct leg *to, const struct media_rtcp_fb *fb)
+/* Tells the browser of `to` to keep its sending under `bitrate` (REMB about its streams). */
+static void send_remb(struct media_worker *w, struct leg *to, uint64_t bitrate)
 {
-    struct media_rtcp_remb remb;
-    if (media_rtcp_parse_remb(fb, &remb) != 0)
-        return;
     uint32_t ssrcs[LEG_KIND_COUNT];
     unsigned n = 0;
     for (unsigned k = 0; k < LEG_KIND_COUNT; k++)
         if (to->streams[k].in_ssrc)
             ssrcs[n++] = to->streams[k].in_ssrc;
-    if (!n)
+    if (!n || !to->srtp || !to->has_address)
         return;
     struct out_slot *slot = worker_out_slot(w, to);
     uint32_t sender = rtcp_sender_ssrc(to);
     int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
-    int len = rr > 0 ? media_rtcp_build_remb(sender, remb.bitrate, ssrcs, n, slot->data + rr,
+    int len = rr > 0 ? media_rtcp_build_remb(sender, bitrate, ssrcs, n, slot->data + rr,
                                              RTCP_OUT_MAX - (size_t)rr)
                      : -1;
-    if (len > 0)
-        send_rtcp(w, to, slot, (size_t)(rr + len));
+    if (len <= 0)
+        return;
+    leg_count(&w->counters.remb_sent, 1);
+    send_rtcp(w, to, slot, (size_t)(rr + len));
+}
+
+/* A receiving browser's own bandwidth limit (REMB) goes to the source. */
+static void relay_remb(struct media_worker *w, struct leg *to, const struct media_rtcp_fb *fb)
+{
+    struct media_rtcp_remb remb;
+    if (media_rtcp_parse_remb(fb, &remb) == 0)
+        send_remb(w, to, remb.bitrate);
+}
+
+void relay_send_receive_limit(struct media_worker *w, struct leg *leg, int64_t now_ms)
+{
+    uint64_t limit;
+    if (media_bandwidth_update(&leg->receive_limit, now_ms, &limit) && leg->peer &&
+        leg->peer != leg)
+        send_remb(w, leg->peer, limit);
 }
 
 /* Re-issues the SR of `from`'s source `kind` toward `to` under our SSRC and timeline. */
@@ -599,6 +616,13 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
                 if (ready)
                     relay_sender_report(w, to, k, &report);
             }
+        } else if (pkt.type == MEDIA_RTCP_RTPFB && pkt.count == MEDIA_RTCP_RTPFB_TWCC) {
+            /* The browser's feedback about what we sent it: its path's loss. */
+            struct media_rtcp_fb fb;
+            struct media_rtcp_twcc twcc;
+            if (media_rtcp_parse_fb(&pkt, &fb) == 0 && media_rtcp_parse_twcc(&fb, &twcc) == 0)
+                media_bandwidth_feedback(&from->receive_limit, twcc.status_count,
+                                         twcc.status_count - twcc.received_count);
         } else if (pkt.type == MEDIA_RTCP_RTPFB && pkt.count == MEDIA_RTCP_RTPFB_NACK) {
             struct media_rtcp_fb fb;
             if (media_rtcp_parse_fb(&pkt, &fb) == 0)

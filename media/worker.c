@@ -713,8 +713,10 @@ static void worker_tick(struct media_worker *w, int64_t now)
     w->last_tick_ms = now;
     for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
         struct leg *l = &w->legs[i];
-        if (l->in_use)
+        if (l->in_use) {
             relay_send_receiver_report(w, l, (uint64_t)now * 1000u);
+            relay_send_receive_limit(w, l, now);
+        }
         if (l->in_use && now - l->last_check_ms >= w->consent_ms) {
             uint64_t id = l->id;
             worker_remove_leg(w, l);
@@ -1133,6 +1135,7 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->nacks_forwarded = atomic_load_explicit(&c->nacks_forwarded, memory_order_relaxed);
     out->rtx_relayed = atomic_load_explicit(&c->rtx_relayed, memory_order_relaxed);
     out->audio_decodes = atomic_load_explicit(&c->audio_decodes, memory_order_relaxed);
+    out->remb_sent = atomic_load_explicit(&c->remb_sent, memory_order_relaxed);
     out->dtls_connected = atomic_load_explicit(&c->dtls_connected, memory_order_relaxed);
     for (unsigned r = 0; r < MEDIA_DROP_REASON_COUNT; r++)
         out->packets_dropped[r] =

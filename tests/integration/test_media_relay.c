@@ -245,15 +245,16 @@ static void call_free(struct call *c)
     assert_int_equal(status, 0);
 }
 
-static struct tp_peer *new_peer_dropping(const char *name, double tone_hz, uint32_t tag,
-                                         unsigned drop_video_every)
+static struct tp_peer *new_peer_losing(const char *name, double tone_hz, uint32_t tag,
+                                       double loss_percent)
 {
     struct tp_config cfg = {.name = name,
                             .tone_hz = tone_hz,
                             .video_kbps = 600,
                             .video_fps = 30,
                             .video_tag = tag,
-                            .drop_video_every = drop_video_every};
+                            .drop_video_percent = loss_percent,
+                            .loss_seed = 20261127};
     char err[256] = "";
     struct tp_peer *p = tp_peer_new(&cfg, err, sizeof(err));
     if (!p)
@@ -678,7 +679,7 @@ static void test_call_next_keeps_the_doctors_streams(void **state)
 }
 
 /*
- * Loss recovery: the doctor's peer loses every 20th video packet (5%) on
+ * Loss recovery: the doctor's peer loses 5% of its video at random on
  * purpose and NACKs it, as a browser does; the server answers from its
  * packet cache as RTX, and every loss is recovered byte for byte.
  */
@@ -688,7 +689,7 @@ static void test_lost_packets_recovered_from_the_cache(void **state)
     struct call c;
     call_start_one_worker(&c);
     struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = c.doctor_peer = new_peer_dropping("doctor", 880, DOCTOR_TAG, 20);
+    struct tp_peer *doctor = c.doctor_peer = new_peer_losing("doctor", 880, DOCTOR_TAG, 5.0);
     connect_both(&c, patient, doctor);
     struct tp_stats st;
     wait_media(doctor, 600, &st);
@@ -696,7 +697,8 @@ static void test_lost_packets_recovered_from_the_cache(void **state)
     tp_peer_stats(doctor, &st);
     double retransmitted = metric(c.srv, "tabib_media_nack_retransmitted_total{worker=\"0\"}");
     double nacks = metric(c.srv, "tabib_media_nacks_received_total{worker=\"0\"}");
-    print_message("doctor: %llu video packets, %llu lost on purpose, %llu recovered (%llu by RTX, "
+    print_message("doctor: %llu video packets, %llu lost on purpose (5%% at random), %llu "
+                  "recovered (%llu by RTX, "
                   "slowest %.1f ms), %llu unrecovered; server: %.0f NACKs, %.0f retransmitted\n",
                   (unsigned long long)st.video_received, (unsigned long long)st.video_dropped,
                   (unsigned long long)st.video_recovered, (unsigned long long)st.rtx_received,
@@ -849,6 +851,46 @@ static void test_silent_microphone_reported_to_both(void **state)
     call_free(&c);
 }
 
+/*
+ * Limits from the receiving side: the doctor's peer reports 30% of what the
+ * server sends it as lost (a weak downlink); the server tells the patient's
+ * peer, the sender, to stay under what reaches the doctor (REMB).
+ */
+static void test_receivers_loss_limits_the_sender(void **state)
+{
+    (void)state;
+    struct call c;
+    call_start_one_worker(&c);
+    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    struct tp_config cfg = {.name = "doctor",
+                            .tone_hz = 880,
+                            .video_kbps = 600,
+                            .video_tag = DOCTOR_TAG,
+                            .report_loss_percent = 30};
+    char err[256] = "";
+    struct tp_peer *doctor = c.doctor_peer = tp_peer_new(&cfg, err, sizeof(err));
+    assert_non_null(doctor);
+    connect_both(&c, patient, doctor);
+    struct tp_stats st;
+    /* A few windows: the first one also holds the key frames asked for at the link. */
+    for (int64_t deadline = base_now_ms() + 10000; base_now_ms() < deadline; sleep_ms(50)) {
+        tp_peer_stats(patient, &st);
+        if (st.remb_received >= 3)
+            break;
+    }
+    struct tp_stats at_doctor;
+    tp_peer_stats(doctor, &at_doctor);
+    print_message("the doctor's feedback claims 30%% loss (%llu feedbacks); the patient was told "
+                  "to stay under %.0f kbit/s (%llu REMBs); server REMBs: %.0f\n",
+                  (unsigned long long)at_doctor.twcc_feedback_sent, (double)st.remb_bps / 1000.0,
+                  (unsigned long long)st.remb_received,
+                  metric(c.srv, "tabib_media_remb_sent_total{worker=\"0\"}"));
+    assert_true(st.remb_received >= 3);
+    /* ~700 kbit/s go to the doctor (600 video, key frames, audio, headers), less 15%. */
+    assert_true(st.remb_bps >= 100000 && st.remb_bps < 800000);
+    call_free(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -864,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_key_frame_request_reaches_the_source),
         cmocka_unit_test(test_address_change_and_ice_restart_keep_media),
         cmocka_unit_test(test_silent_microphone_reported_to_both),
+        cmocka_unit_test(test_receivers_loss_limits_the_sender),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

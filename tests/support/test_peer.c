@@ -236,6 +236,8 @@ struct tp_peer {
     uint32_t rx_primary_ssrc;
     int64_t rx_video_ext;                    /* extended highest seq */
     uint64_t rx_video_new;                   /* new packets seen, for drop_video_every */
+    uint32_t loss_state;                     /* xorshift32, for drop_video_percent */
+    struct media_twcc_recorder twcc;         /* arrivals of what the server sends us */
     struct missing_seq missing[MISSING_MAX]; /* in the order the gaps showed (= seq order) */
     unsigned n_missing;
     uint32_t gap_next;   /* the last gap's number */
@@ -589,11 +591,27 @@ static void send_rtcp_report(struct tp_peer *p)
             .ssrc = p->stats.last_video_ssrc_received, .highest_seq = p->rx_video_seq};
     pthread_mutex_unlock(&p->lock);
     int n = media_rtcp_build_rr(p->audio_ssrc, blocks, n_blocks, buf, sizeof(buf));
+    /* And transport-wide feedback about what arrived since the last report, as a browser
+     * sends (more often; once a second is enough for the server's one-second windows). */
+    bool feedback = false;
+    if (n > 0 && media_twcc_pending(&p->twcc)) {
+        int fb = media_rtcp_build_twcc(&p->twcc, p->audio_ssrc, 0, buf + n,
+                                       sizeof(buf) - (size_t)n - 64);
+        if (fb > 0) {
+            n += fb;
+            feedback = true;
+        }
+    }
     if (n <= 0)
         return;
     n = media_srtp_protect_rtcp(p->srtp, buf, (size_t)n, sizeof(buf));
     if (n > 0)
         send_datagram(p, buf, (size_t)n);
+    if (n > 0 && feedback) {
+        pthread_mutex_lock(&p->lock);
+        p->stats.twcc_feedback_sent++;
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1018,14 +1036,31 @@ static bool place_video(struct tp_peer *p, const struct media_rtp_view *v, uint6
  * in the clear; dropping before SRTP sees the packet keeps its index out of
  * the replay window, so a plain resend of it is still accepted.
  */
+/* A uniform draw in [0, 1) from the peer's own generator (xorshift32): repeatable per seed. */
+static double loss_draw(struct tp_peer *p)
+{
+    uint32_t x =
+        p->loss_state ? p->loss_state : (p->cfg.loss_seed ? p->cfg.loss_seed : 2463534242u);
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    p->loss_state = x;
+    return (double)x / 4294967296.0;
+}
+
 static bool drop_on_purpose(struct tp_peer *p, const uint8_t *data, size_t len)
 {
-    if (!p->cfg.drop_video_every || !p->rx_primary_any || len < MEDIA_RTP_HEADER_SIZE ||
-        (data[1] & 0x7F) != p->rx_video_pt || get32(data + 8) != p->rx_primary_ssrc)
+    if ((!p->cfg.drop_video_every && p->cfg.drop_video_percent <= 0) || !p->rx_primary_any ||
+        len < MEDIA_RTP_HEADER_SIZE || (data[1] & 0x7F) != p->rx_video_pt ||
+        get32(data + 8) != p->rx_primary_ssrc)
         return false;
     int64_t ahead = extend_seq(p->rx_video_ext, get16(data + 2)) - p->rx_video_ext;
-    if (ahead <= 0 || ahead > 1 + TP_NACK_MAX_GAP ||
-        ++p->rx_video_new % p->cfg.drop_video_every != 0)
+    if (ahead <= 0 || ahead > 1 + TP_NACK_MAX_GAP)
+        return false;
+    ++p->rx_video_new;
+    bool drop = p->cfg.drop_video_every ? p->rx_video_new % p->cfg.drop_video_every == 0
+                                        : loss_draw(p) * 100.0 < p->cfg.drop_video_percent;
+    if (!drop)
         return false;
     pthread_mutex_lock(&p->lock);
     p->stats.video_dropped++;
@@ -1079,6 +1114,14 @@ static void on_rtp(struct tp_peer *p, uint8_t *data, size_t len)
         pthread_mutex_unlock(&p->lock);
         return;
     }
+    /* The server numbers what it sends with our transport-cc id; a receiver on a lossy
+     * path (report_loss_percent) would not have seen some of it. */
+    struct media_rtp_ext twcc;
+    uint16_t twcc_seq;
+    if (media_rtp_ext_find(&v, TP_EXT_TRANSPORT_CC, &twcc) == 0 &&
+        media_rtp_ext_twcc_seq(&twcc, &twcc_seq) == 0 &&
+        !(p->cfg.report_loss_percent > 0 && loss_draw(p) * 100.0 < p->cfg.report_loss_percent))
+        media_twcc_record(&p->twcc, twcc_seq, now_us());
     if (v.payload_type == p->rx_audio_pt && v.payload_len > 0) {
         /* (An empty payload would make the decoder conceal a loss: not audio we received.) */
         int samples = opus_decode(p->decoder, v.payload, (opus_int32)v.payload_len, p->decoded,
@@ -1137,6 +1180,18 @@ static void on_feedback(struct tp_peer *p, const uint8_t *data, size_t len)
             }
         } else if (fb.type == MEDIA_RTCP_RTPFB && fb.fmt == MEDIA_RTCP_RTPFB_NACK) {
             nack = fb.media_ssrc == p->video_ssrc;
+        } else if (fb.type == MEDIA_RTCP_PSFB && fb.fmt == MEDIA_RTCP_PSFB_AFB) {
+            struct media_rtcp_remb remb;
+            bool ours = false;
+            if (media_rtcp_parse_remb(&fb, &remb) == 0)
+                for (unsigned i = 0; i < remb.ssrc_count; i++)
+                    ours = ours || remb.ssrcs[i] == p->video_ssrc || remb.ssrcs[i] == p->audio_ssrc;
+            if (ours) {
+                pthread_mutex_lock(&p->lock);
+                p->stats.remb_received++;
+                p->stats.remb_bps = remb.bitrate;
+                pthread_mutex_unlock(&p->lock);
+            }
         }
         if (pli || fir)
             p->force_key = true;

@@ -109,6 +109,13 @@ struct tp_config {
                                      the primary video stream (the Nth, 2Nth...) as if the network
                                      lost it, before SRTP sees it (so a plain resend is not a
                                      replay), and recovers it with NACKs like any loss */
+    double drop_video_percent;    /* 0: off. Else each new primary video packet is lost with this
+                                     probability (percent), at random (seeded by loss_seed), the
+                                     same way as drop_video_every */
+    uint32_t loss_seed;           /* 0: a fixed default, so a run can be repeated */
+    double report_loss_percent;   /* the transport-wide feedback the peer sends the server (once
+                                     a second, about all it receives) claims this share of the
+                                     packets as lost, as a receiver on a lossy path would */
 };
 
 struct tp_peer;
@@ -283,10 +290,13 @@ struct tp_stats {
     double audio_rms_dbfs;
 
     /* Network moves. */
-    bool ice_checking;        /* ICE checks are under way: before the first success, or since an
-                                 address change or ICE restart that has no success yet */
-    uint64_t address_changes; /* tp_peer_change_address() moves that a check success completed */
-    uint64_t ice_restarts;    /* restarts whose new credentials a check success confirmed */
+    bool ice_checking;           /* ICE checks are under way: before the first success, or since an
+                                    address change or ICE restart that has no success yet */
+    uint64_t address_changes;    /* tp_peer_change_address() moves that a check success completed */
+    uint64_t twcc_feedback_sent; /* transport-wide feedback packets the peer sent */
+    uint64_t remb_received;      /* REMB about our own streams (a limit from the far side) */
+    uint64_t remb_bps;           /* the last one's bitrate */
+    uint64_t ice_restarts;       /* restarts whose new credentials a check success confirmed */
 };
 
 /* Fills `out` with a snapshot. Any thread. The peak frequency costs a few ms. */

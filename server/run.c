@@ -220,8 +220,8 @@ static uint64_t hub_media_offer(void *ctx, unsigned placement, const char *sdp, 
     return rc == 0 ? leg : 0;
 }
 
-/* The engine outlives the hub's connections (see the end of srv_run); the checks
- * for NULL keep a late call harmless all the same. */
+/* At shutdown the engine stops before the last connections close (see the end of
+ * srv_run): a call from the hub then finds st->media NULL and does nothing. */
 static int hub_media_link(void *ctx, uint64_t a, uint64_t b)
 {
     struct srv_state *st = ctx;
@@ -464,13 +464,15 @@ out:
         pthread_kill(sig.thread, SIGUSR1); /* before lws goes: it wakes lws on signals */
         pthread_join(sig.thread, NULL);
     }
+    /* The workers first: they wake the lws loop when they report (wake_loop), so they
+     * must be gone before it is. The hub's media calls see st.media NULL from here. */
+    media_engine_stop(st.media);
+    st.media = NULL;
     /* Closes what is left; the hub hears each close and audits it, so the audit
-     * writer and the media engine must still be there. */
+     * writer must still be there. */
     if (st.lws)
         lws_context_destroy(st.lws);
     st.lws = NULL;
-    media_engine_stop(st.media);
-    st.media = NULL;
     if (st.audit) {
         snprintf(detail, sizeof(detail), "{\"status\":%d}", status);
         audit_writer_record(st.audit, "server_stopped", detail);

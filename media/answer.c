@@ -267,14 +267,16 @@ int media_engine_answer_offer(struct media_engine *e, unsigned index, const char
         goto out;
     }
     const struct leg_record *previous = replaces ? record_find(records, replaces) : NULL;
-    bool in_place = previous && same_fingerprint(&previous->setup.remote_fingerprint,
-                                                 &setup->remote_fingerprint);
+    /* In place only where the hub wants the leg: a doctor asked to re-offer for a patient
+     * on another worker gets a new leg there (from a new RTCPeerConnection). */
+    bool in_place =
+        previous && previous->worker == index &&
+        same_fingerprint(&previous->setup.remote_fingerprint, &setup->remote_fingerprint);
     uint64_t id;
     if (in_place) {
         bool restart = strcmp(previous->setup.ice.remote_ufrag, setup->ice.remote_ufrag) != 0;
         carry_over(previous, setup);
         id = replaces;
-        index = previous->worker;
         records->ice_restarts += restart;
     } else {
         id = media_engine_new_leg_id(e, index);

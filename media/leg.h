@@ -269,6 +269,10 @@ void relay_send_receive_limit(struct media_worker *w, struct leg *leg, int64_t n
 /* relay.c: prepares a new leg's outgoing streams (random sequence and timestamp bases) and
  * its video packet cache. Returns 0, or -1 when out of memory. */
 int relay_leg_init(struct leg *leg);
+/* relay.c: makes the video packet cache if the leg now needs one (after a renegotiation). */
+int relay_leg_ensure_cache(struct leg *leg);
+/* relay.c: a receiving leg's limit on its sender is lifted (the sender is told) and forgotten. */
+void relay_forget_receive_limit(struct media_worker *w, struct leg *receiver);
 /* relay.c: frees what relay_leg_init() made. */
 void relay_leg_free(struct leg *leg);
 

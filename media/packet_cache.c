@@ -23,6 +23,7 @@ struct slot {
     uint16_t seq;
     uint16_t len; /* 0: never written */
     bool resent;
+    uint8_t resends; /* how many times it went out again */
 };
 
 struct media_packet_cache {
@@ -180,10 +181,14 @@ enum media_packet_cache_verdict media_packet_cache_nack(struct media_packet_cach
         c->stats.missed++;
         return MEDIA_PACKET_CACHE_MISSED;
     }
-    if (s->resent && now_ms - s->resent_ms < c->resend_interval_ms) {
+    /* A NACK is ~70 bytes and can name 100+ packets: answering each without end would
+     * let a browser (or one pretending) turn the server into an amplifier. */
+    if ((s->resent && now_ms - s->resent_ms < c->resend_interval_ms) ||
+        s->resends >= MEDIA_PACKET_CACHE_MAX_RESENDS) {
         c->stats.suppressed++;
         return MEDIA_PACKET_CACHE_SUPPRESSED;
     }
+    s->resends++;
     s->resent = true;
     s->resent_ms = now_ms;
     c->stats.retransmitted++;

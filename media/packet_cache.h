@@ -65,6 +65,9 @@
  */
 #define MEDIA_PACKET_CACHE_DEFAULT_RESEND_INTERVAL_MS 50
 
+/* A packet goes out again at most this many times, however often it is NACKed. */
+#define MEDIA_PACKET_CACHE_MAX_RESENDS 3
+
 /* Errors: every function here returns 0 (or a length) or one of these. */
 enum media_packet_cache_error {
     MEDIA_PACKET_CACHE_ERR_INVALID = -1,   /* a bad argument (see each function) */

@@ -54,16 +54,19 @@ int relay_leg_init(struct leg *leg)
                                 random_u32());
         s->rtx_seq = (uint16_t)random_u32();
     }
+    return relay_leg_ensure_cache(leg);
+}
+
+int relay_leg_ensure_cache(struct leg *leg)
+{
     struct leg_stream *video = &leg->streams[LEG_VIDEO];
-    if (video->setup.active && video->setup.browser_receives) {
-        struct media_packet_cache_config cfg = MEDIA_PACKET_CACHE_CONFIG_DEFAULT;
-        cfg.capacity = VIDEO_CACHE_PACKETS;
-        cfg.resend_interval_ms = 30; /* below a browser's re-NACK interval (~50 ms) */
-        video->cache = media_packet_cache_new(&cfg, NULL);
-        if (!video->cache)
-            return -1;
-    }
-    return 0;
+    if (video->cache || !video->setup.active || !video->setup.browser_receives)
+        return 0;
+    struct media_packet_cache_config cfg = MEDIA_PACKET_CACHE_CONFIG_DEFAULT;
+    cfg.capacity = VIDEO_CACHE_PACKETS;
+    cfg.resend_interval_ms = 30; /* below a browser's re-NACK interval (~50 ms) */
+    video->cache = media_packet_cache_new(&cfg, NULL);
+    return video->cache ? 0 : -1;
 }
 
 void relay_leg_free(struct leg *leg)
@@ -560,6 +563,13 @@ static void relay_remb(struct media_worker *w, struct leg *to, const struct medi
     struct media_rtcp_remb remb;
     if (media_rtcp_parse_remb(fb, &remb) == 0)
         send_remb(w, to, remb.bitrate);
+}
+
+void relay_forget_receive_limit(struct media_worker *w, struct leg *receiver)
+{
+    if (receiver->receive_limit.limit_bps && receiver->peer && receiver->peer != receiver)
+        send_remb(w, receiver->peer, MEDIA_BANDWIDTH_MAX_BPS);
+    memset(&receiver->receive_limit, 0, sizeof(receiver->receive_limit));
 }
 
 void relay_send_receive_limit(struct media_worker *w, struct leg *leg, int64_t now_ms)

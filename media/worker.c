@@ -277,9 +277,12 @@ void worker_out_commit(struct media_worker *w, size_t len)
 /* Leg lifetime                                                               */
 /* ------------------------------------------------------------------------- */
 
-static void leg_unlink(struct leg *l)
+static void leg_unlink(struct media_worker *w, struct leg *l)
 {
     if (l->peer) {
+        /* A limit a receiver's path put on its sender ends with the pair. */
+        relay_forget_receive_limit(w, l);
+        relay_forget_receive_limit(w, l->peer);
         media_audio_monitor_disarm(&l->peer->audio);
         l->peer->peer = NULL;
         l->peer = NULL;
@@ -298,7 +301,7 @@ static void worker_remove_leg(struct media_worker *w, struct leg *l)
         while ((n = media_dtls_next_outgoing(l->dtls, buf, sizeof(buf))) > 0)
             sendto(w->udp_fd, buf, (size_t)n, 0, (const struct sockaddr *)&l->addr, l->addr_len);
     }
-    leg_unlink(l);
+    leg_unlink(w, l);
     /* A leg linked to this one before it arrived waits for it no longer. */
     for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++)
         if (w->legs[i].in_use && w->legs[i].peer_id == l->id)
@@ -320,8 +323,8 @@ static void link_legs(struct media_worker *w, struct leg *a, struct leg *b)
 {
     if (a->peer == b)
         return;
-    leg_unlink(a);
-    leg_unlink(b);
+    leg_unlink(w, a);
+    leg_unlink(w, b);
     a->peer = b;
     b->peer = a;
     a->peer_id = b->peer_id = 0;
@@ -405,6 +408,9 @@ static void worker_update_leg(struct media_worker *w, const struct leg_setup *se
         l->setup.streams[k] = setup->streams[k];
         l->streams[k].setup = setup->streams[k];
     }
+    /* Video added, or now received, by the renegotiation needs its packet cache. */
+    if (relay_leg_ensure_cache(l) != 0)
+        worker_report(w, MEDIA_EVENT_LEG_REFUSED, l->id, NULL);
     /* The browser checks the new credentials at once; consent starts over from now. */
     l->last_check_ms = now_ms();
 }
@@ -520,7 +526,7 @@ static void dtls_ended(struct media_worker *w, struct leg *l)
     int failure = media_dtls_failure(l->dtls);
     uint64_t id = l->id;
     const char *reason = "closed";
-    if (failure < 0 && -failure < MEDIA_FAILURE_KINDS) {
+    if (failure < 0 && failure >= MEDIA_DTLS_ERR_MIN) {
         leg_count(&w->counters.dtls_failures[-failure], 1);
         reason = media_dtls_error_name(failure);
     }
@@ -619,7 +625,7 @@ static void worker_handle_srtp(struct media_worker *w, struct leg *l, uint8_t *d
         n = MEDIA_SRTP_ERR_BAD_LENGTH;
     if (n < 0) {
         leg_drop(w, MEDIA_DROP_SRTP);
-        if (-n < MEDIA_FAILURE_KINDS)
+        if (n >= MEDIA_SRTP_ERR_MIN)
             leg_count(&w->counters.srtp_failures[-n], 1);
         return;
     }
@@ -768,7 +774,7 @@ static bool worker_read_mailbox(struct media_worker *w)
         case MEDIA_MSG_LEG_UNLINK: {
             struct leg *l = leg_by_id(w, msg.arg);
             if (l) {
-                leg_unlink(l);
+                leg_unlink(w, l);
                 l->peer_id = 0;
             }
             break;

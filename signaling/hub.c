@@ -461,6 +461,8 @@ static void set_state(struct consultation *c, enum sig_state to)
         c->clinic->waiting++;
     c->state = to;
     c->sent_position = 0;
+    if (to != SIG_STATE_IN_CONSULTATION)
+        c->media_lost_ms = 0; /* only a consultation in progress waits for media */
 }
 
 static struct consultation *consultation_new(struct sig_hub *hub, struct clinic *cl,
@@ -1441,8 +1443,11 @@ static void on_media(struct sig_hub *hub, struct request *rq)
     free(answer);
     audit(hub, rq->conn, "media_offer", "ok", serving, placed ? placed->cfg->id : NULL,
           json_pack("{s:s, s:b}", "request", rq->type, "same_connection", kept));
-    if (kept)
+    if (kept) {
+        if (serving)
+            media_connect(hub, serving); /* a link that failed before may work now */
         return;
+    }
     if (c)
         media_self_test(hub, c);
     if (serving)
@@ -1521,10 +1526,10 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
                       json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "peer", "consultation",
                                 serving->id, "who", patient_side ? "patient" : "doctor", "state",
                                 "media_lost", "grace_s", (json_int_t)(hub->cfg.grace_ms / 1000)));
-        } else if (event == SIG_MEDIA_CONNECTED) {
-            serving->media_lost_ms = 0;
         }
     }
+    if (serving && event == SIG_MEDIA_CONNECTED)
+        serving->media_lost_ms = 0;
     if (event == SIG_MEDIA_FLOWING && serving && slot == &serving->patient_leg && !serving->ready) {
         serving->ready = true; /* camera, microphone and network path proven */
         readiness_changed(hub, serving);

@@ -621,7 +621,9 @@ static void media_legs_follow_the_consultation(void **state)
     unsigned asked = w->media_count;
     assert_string_equal(
         type_of(ask(w, 0, "\"type\":\"ice_restart\",\"sdp\":\"v=0 same connection\"")), "answer");
-    assert_int_equal(w->media_count, asked); /* no release, unlink or link */
+    /* No release or unlink: only the link asked for again (the relay ignores a repeat). */
+    assert_int_equal(w->media_count, asked + 1);
+    assert_int_equal(media_asked(w, "link 1 2"), 2);
     /* A new offer from the patient replaces the leg: the old one is released, the new linked. */
     ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 restart\"");
     assert_int_equal(media_asked(w, "release 1"), 1);
@@ -720,6 +722,28 @@ static void lost_media_ends_the_consultation_after_grace(void **state)
     assert_int_equal(audits_of(w, "media_lost failed"), 1);
 }
 
+/* Media lost, then the patient returned to the queue: the grace clock does not follow them. */
+static void lost_media_forgotten_when_returned(void **state)
+{
+    struct world *w = *state;
+    const char *c1 = id_of(join(w, 0, "general", "Patient"));
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    ask(w, 5, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\"");  /* leg 1 */
+    ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 patient\""); /* leg 2 */
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 0, "\"type\":\"accept\"");
+    sig_hub_media_event(w->hub, 2, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
+    json_t *r = ask(w, 5, "\"type\":\"return_to_queue\",\"consultation\":\"%s\"", c1);
+    assert_string_equal(type_of(r), "returned");
+    w->now += w->cfg.grace_ms + 1000;
+    sig_hub_tick(w->hub, w->now);
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 0, "\"type\":\"accept\"");
+    sig_hub_tick(w->hub, ++w->now);
+    assert_null(last_event(w, 0, "ended"));
+}
+
 /* Media events for a doctor's leg between patients concern no consultation. */
 static void doctor_media_events_between_patients(void **state)
 {
@@ -761,6 +785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(lost_media_ends_the_consultation_after_grace, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(doctor_media_events_between_patients, setup, teardown),
+        cmocka_unit_test_setup_teardown(lost_media_forgotten_when_returned, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

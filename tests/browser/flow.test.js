@@ -34,7 +34,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { writeToneWav } from './lib/wav.js';
 import { writeSolidY4m } from './lib/y4m.js';
-import { launchChromium, openPage } from './lib/browser.js';
+import { assertPrivateNetworkNamespace, launchChromium, openPage } from './lib/browser.js';
 import { startMediaServer, assertCleanExit, DOCTOR } from './lib/server.js';
 
 const SIDES = {
@@ -47,20 +47,6 @@ const BWE_WITHIN_MS = 15000;
 const BWE_SHOW_MS = 3000; // once reached, watch the estimate at least this long after connecting
 const FIRST_FRAME_MAX_MS = 300; // call_next sent -> the other side's first decoded frame
 const SELF_TEST_FRAMES = 10; // own-colour frames the waiting patient must see
-
-/** Throws unless every network interface with an address is loopback. */
-function assertPrivateNetworkNamespace() {
-  const outside = [];
-  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (!a.internal) outside.push(`${name} ${a.address}`);
-  }
-  if (outside.length) {
-    throw new Error(
-      `the browser tests run only in a private network namespace (see tests/browser/run-in-netns.sh), ` +
-        `but this one has ${outside.join(', ')}`,
-    );
-  }
-}
 
 let tmp;
 let chromes = {}; // side -> launchChromium()
@@ -75,7 +61,7 @@ before(async () => {
     const wav = path.join(tmp, `tone-${s.hz}.wav`);
     const y4m = path.join(tmp, `${s.colour}.y4m`);
     writeToneWav(wav, { hz: s.hz });
-    writeSolidY4m(y4m, { rgb: s.rgb });
+    writeSolidY4m(y4m, { rgb: s.rgb, noise: 6 });
     return launchChromium({ label: side, fakeAudioFile: wav, fakeVideoFile: y4m });
   });
   let patient, doctor;

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { writeToneWav } from './lib/wav.js';
-import { launchChromium, openPage } from './lib/browser.js';
+import { assertPrivateNetworkNamespace, launchChromium, openPage } from './lib/browser.js';
 import { startMediaServer, assertCleanExit, DOCTOR } from './lib/server.js';
 
 const PATIENT_HZ = 440;
@@ -34,20 +34,6 @@ const MEASURE_S = 15;
 const DIRECT_MEASURE_S = 6;
 const PEAK_TOLERANCE_BINS = 2;
 const LOOPBACK = new Set(['127.0.0.1', '::1']);
-
-/** Throws unless every network interface with an address is loopback. */
-function assertPrivateNetworkNamespace() {
-  const outside = [];
-  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (!a.internal) outside.push(`${name} ${a.address}`);
-  }
-  if (outside.length) {
-    throw new Error(
-      `the browser tests run only in a private network namespace (see tests/browser/run-in-netns.sh), ` +
-        `but this one has ${outside.join(', ')}`,
-    );
-  }
-}
 
 let tmp;
 let patientChrome;

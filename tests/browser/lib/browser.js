@@ -110,3 +110,17 @@ export async function openPage(chrome, origin, urlPath) {
   }
   return page;
 }
+
+export /** Throws unless every network interface with an address is loopback. */
+function assertPrivateNetworkNamespace() {
+  const outside = [];
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (!a.internal) outside.push(`${name} ${a.address}`);
+  }
+  if (outside.length) {
+    throw new Error(
+      `the browser tests run only in a private network namespace (see tests/browser/run-in-netns.sh), ` +
+        `but this one has ${outside.join(', ')}`,
+    );
+  }
+}

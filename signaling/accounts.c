@@ -66,10 +66,12 @@
 #define SCRYPT_WORK_MAX  (32ull * SCRYPT_N * SCRYPT_R * SCRYPT_P)
 #define SCRYPT_SALT_MIN  8
 #define SCRYPT_BYTES_MAX 64 /* longest salt or hash accepted */
-#define SCRYPT_HASH_MIN  16
-#define HASH_PREFIX      "scrypt$"
-#define STR_(x)          #x
-#define STR(x)           STR_(x)
+/* No shorter than ours: scrypt's output of any length is a prefix of a longer one, so a
+ * stored hash cut short (one character of base64 fewer) would still verify. */
+#define SCRYPT_HASH_MIN SCRYPT_HASH_BYTES
+#define HASH_PREFIX     "scrypt$"
+#define STR_(x)         #x
+#define STR(x)          STR_(x)
 
 /*
  * Checked against when the user does not exist, so that an unknown name costs

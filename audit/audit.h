@@ -11,6 +11,7 @@
 #define TABIB_AUDIT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "base.h"
@@ -65,6 +66,15 @@ int audit_writer_probe(struct audit_writer *writer, struct base_mailbox *reply_t
 
 /* Events committed to disk since start (any thread). */
 uint64_t audit_writer_committed(const struct audit_writer *writer);
+
+/*
+ * `tabib audit verify [--data-dir D]`: walks the hash chain of D/audit.db
+ * (read-only) and prints the event count and the head hash to `out`.
+ * Returns 0 when every event's hash is right, 1 when one is not (printing
+ * the first bad event to `errout`: changed, or something before it removed
+ * or slipped in), 2 for bad usage or a database it cannot read.
+ */
+int audit_verify_main(int argc, char **argv, FILE *out, FILE *errout);
 
 /* The schema version this build writes (PRAGMA user_version). */
 int audit_schema_version(void);

@@ -12,6 +12,7 @@
  * version intact.
  */
 #include "audit.h"
+#include "chain.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -27,20 +28,15 @@
 
 #define MAILBOX_CAPACITY 4096
 #define TYPE_MAX         64
+#define CHECKPOINT_EVERY 1000 /* events between two head hashes written to the log */
 
 enum { AUDIT_MSG_EVENT = BASE_MSG_MODULE_FIRST };
 
-/* The string fields of an event, in column order after ts_ms. */
+/* The string fields of an event, in column order after ts_ms (chain.h's order). */
 enum {
-    FIELD_TYPE,
-    FIELD_ACTOR_ROLE,
-    FIELD_ACTOR_ID,
-    FIELD_CLINIC,
-    FIELD_CONSULTATION,
-    FIELD_OUTCOME,
-    FIELD_SOURCE,
-    FIELD_DETAIL,
-    FIELD_COUNT
+    FIELD_TYPE = AUDIT_FIELD_TYPE,
+    FIELD_DETAIL = AUDIT_FIELD_DETAIL,
+    FIELD_COUNT = AUDIT_FIELD_COUNT
 };
 
 /*
@@ -56,6 +52,10 @@ struct pending_event {
 struct audit_writer {
     sqlite3 *db;
     sqlite3_stmt *insert;
+    /* The chain's head: the last stored event's id and hash (the writer thread's). */
+    int64_t last_id;
+    uint8_t head[AUDIT_HASH_BYTES];
+    uint64_t since_checkpoint;
     struct base_mailbox *mailbox;
     struct base_logger *log;
     pthread_t thread;
@@ -82,6 +82,8 @@ static const char *const migrations[] = {
     "ALTER TABLE events ADD COLUMN source TEXT;"
     "CREATE INDEX events_by_clinic ON events (clinic, ts_ms);"
     "CREATE INDEX events_by_consultation ON events (consultation);",
+    /* 2 -> 3: the hash chain (chain.h); rows from before get theirs at start-up. */
+    "ALTER TABLE events ADD COLUMN hash BLOB;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -144,26 +146,108 @@ static int migrate(sqlite3 *db, struct base_logger *log, char *err, size_t errle
 }
 
 /* Writes a batch in one transaction; frees every event. Returns how many were committed. */
+/*
+ * Writes the chain's head to the log: kept outside the database, a checkpoint
+ * lets an inspector tell that events after it were removed from the end,
+ * which the chain alone cannot show.
+ */
+static void checkpoint(struct audit_writer *w)
+{
+    char hex[2 * AUDIT_HASH_BYTES + 1];
+    audit_chain_hex(w->head, hex);
+    log_info(w->log, "audit", "checkpoint", LOG_INT("events", w->last_id), LOG_STR("head", hex));
+    w->since_checkpoint = 0;
+}
+
+/*
+ * Finds the chain's head, hashing rows stored before the chain existed (a
+ * database from schema 2) in id order first.
+ */
+static int load_head(struct audit_writer *w, char *err, size_t errlen)
+{
+    sqlite3_stmt *rows = NULL, *set = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT id, ts_ms, type, actor_role, actor_id, clinic, consultation, "
+                           "outcome, source, detail, hash FROM events ORDER BY id",
+                           -1, &rows, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(w->db, "UPDATE events SET hash = ? WHERE id = ?", -1, &set, NULL) !=
+            SQLITE_OK ||
+        exec(w->db, "BEGIN;", err, errlen) != 0) {
+        snprintf(err, errlen, "audit: cannot read the chain: %s", sqlite3_errmsg(w->db));
+        goto out;
+    }
+    memset(w->head, 0, sizeof(w->head));
+    w->last_id = 0;
+    int step;
+    while ((step = sqlite3_step(rows)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(rows, 0);
+        if (sqlite3_column_type(rows, 10) == SQLITE_BLOB &&
+            sqlite3_column_bytes(rows, 10) == AUDIT_HASH_BYTES) {
+            memcpy(w->head, sqlite3_column_blob(rows, 10), AUDIT_HASH_BYTES);
+        } else {
+            const char *fields[AUDIT_FIELD_COUNT];
+            for (int f = 0; f < AUDIT_FIELD_COUNT; f++)
+                fields[f] = (const char *)sqlite3_column_text(rows, 2 + f);
+            uint8_t hash[AUDIT_HASH_BYTES];
+            if (audit_chain_hash(w->head, id, sqlite3_column_int64(rows, 1), fields, hash) != 0)
+                break;
+            sqlite3_reset(set);
+            sqlite3_bind_blob(set, 1, hash, sizeof(hash), SQLITE_TRANSIENT);
+            sqlite3_bind_int64(set, 2, id);
+            if (sqlite3_step(set) != SQLITE_DONE)
+                break;
+            memcpy(w->head, hash, sizeof(hash));
+        }
+        w->last_id = id;
+    }
+    if (step != SQLITE_DONE) {
+        snprintf(err, errlen, "audit: cannot hash the stored events: %s", sqlite3_errmsg(w->db));
+        exec(w->db, "ROLLBACK;", NULL, 0);
+        goto out;
+    }
+    rc = exec(w->db, "COMMIT;", err, errlen);
+out:
+    sqlite3_finalize(rows);
+    sqlite3_finalize(set);
+    return rc;
+}
+
 static unsigned write_batch(struct audit_writer *w, struct pending_event **batch, unsigned n)
 {
     char err[256];
     unsigned written = 0;
+    /* The head before the batch, to go back to if it does not commit. */
+    int64_t last_id = w->last_id;
+    uint8_t head[AUDIT_HASH_BYTES];
+    memcpy(head, w->head, sizeof(head));
     if (exec(w->db, "BEGIN;", err, sizeof(err)) == 0) {
         for (unsigned i = 0; i < n; i++) {
+            if (!batch[i]->field[FIELD_DETAIL])
+                batch[i]->field[FIELD_DETAIL] = "{}";
+            uint8_t hash[AUDIT_HASH_BYTES];
+            int64_t id = w->last_id + 1;
+            if (audit_chain_hash(w->head, id, batch[i]->ts_ms, batch[i]->field, hash) != 0) {
+                log_error(w->log, "audit", "cannot hash an event",
+                          LOG_STR("type", batch[i]->field[FIELD_TYPE]));
+                continue;
+            }
             sqlite3_reset(w->insert);
-            sqlite3_bind_int64(w->insert, 1, batch[i]->ts_ms);
+            sqlite3_bind_int64(w->insert, 1, id);
+            sqlite3_bind_int64(w->insert, 2, batch[i]->ts_ms);
             for (int f = 0; f < FIELD_COUNT; f++) {
                 const char *v = batch[i]->field[f];
                 if (v)
-                    sqlite3_bind_text(w->insert, 2 + f, v, -1, SQLITE_STATIC);
-                else if (f == FIELD_DETAIL)
-                    sqlite3_bind_text(w->insert, 2 + f, "{}", -1, SQLITE_STATIC);
+                    sqlite3_bind_text(w->insert, 3 + f, v, -1, SQLITE_STATIC);
                 else
-                    sqlite3_bind_null(w->insert, 2 + f);
+                    sqlite3_bind_null(w->insert, 3 + f);
             }
-            if (sqlite3_step(w->insert) == SQLITE_DONE)
+            sqlite3_bind_blob(w->insert, 3 + FIELD_COUNT, hash, sizeof(hash), SQLITE_STATIC);
+            if (sqlite3_step(w->insert) == SQLITE_DONE) {
                 written++;
-            else
+                w->last_id = id;
+                memcpy(w->head, hash, sizeof(hash));
+            } else
                 log_error(w->log, "audit", "event refused",
                           LOG_STR("type", batch[i]->field[FIELD_TYPE]),
                           LOG_STR("error", sqlite3_errmsg(w->db)));
@@ -173,12 +257,17 @@ static unsigned write_batch(struct audit_writer *w, struct pending_event **batch
             log_error(w->log, "audit", "commit failed", LOG_STR("error", err));
             exec(w->db, "ROLLBACK;", err, sizeof(err));
             written = 0;
+            w->last_id = last_id;
+            memcpy(w->head, head, sizeof(head));
         }
     } else {
         log_error(w->log, "audit", "cannot begin a transaction", LOG_STR("error", err));
     }
     for (unsigned i = 0; i < n; i++)
         free(batch[i]);
+    w->since_checkpoint += written;
+    if (w->since_checkpoint >= CHECKPOINT_EVERY)
+        checkpoint(w);
     return written;
 }
 
@@ -263,12 +352,12 @@ struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger
     }
     sqlite3_busy_timeout(w->db, 5000);
     if (exec(w->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err, errlen) ||
-        migrate(w->db, log, err, errlen))
+        migrate(w->db, log, err, errlen) || load_head(w, err, errlen))
         goto fail;
     if (sqlite3_prepare_v2(w->db,
-                           "INSERT INTO events (ts_ms, type, actor_role, actor_id, clinic, "
-                           "consultation, outcome, source, detail) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           "INSERT INTO events (id, ts_ms, type, actor_role, actor_id, clinic, "
+                           "consultation, outcome, source, detail, hash) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &w->insert, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "audit: %s", sqlite3_errmsg(w->db));
         goto fail;
@@ -301,6 +390,7 @@ void audit_writer_stop(struct audit_writer *w)
         while (base_mailbox_push(w->mailbox, &stop) == -EAGAIN)
             usleep(1000);
         pthread_join(w->thread, NULL);
+        checkpoint(w); /* the writer has ended: its head is ours to read */
     }
     writer_free(w);
 }

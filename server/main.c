@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "server.h"
 
 extern char **environ;
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
         const char *data_dir = getenv("TABIB_DATA_DIR");
         return sig_user_command(argc - 1, argv + 1, data_dir ? data_dir : "data", stdout, stderr);
     }
+    if (argc > 1 && strcmp(argv[1], "audit") == 0)
+        return audit_verify_main(argc - 2, argv + 2, stdout, stderr);
     if (srv_config_from_command_line(&cfg, argc, argv, 1, environ, &action, err, sizeof(err))) {
         fprintf(stderr, "tabib: %s\n", err);
         return 2;

@@ -325,6 +325,76 @@ static void writer_free(struct audit_writer *w)
     free(w);
 }
 
+/* An event as one allocation: the strings copied after the struct. NULL when out of memory. */
+static struct pending_event *pending_new(int64_t ts_ms, const char *const in[FIELD_COUNT])
+{
+    size_t total = 0;
+    for (int f = 0; f < FIELD_COUNT; f++)
+        if (in[f])
+            total += strlen(in[f]) + 1;
+    struct pending_event *pe = malloc(sizeof(*pe) + total);
+    if (!pe)
+        return NULL;
+    pe->ts_ms = ts_ms;
+    char *p = pe->text;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        if (!in[f]) {
+            pe->field[f] = NULL;
+            continue;
+        }
+        size_t n = strlen(in[f]) + 1;
+        memcpy(p, in[f], n);
+        pe->field[f] = p;
+        p += n;
+    }
+    return pe;
+}
+
+/*
+ * Consultations a crash left open (joined or started, never ended) are
+ * closed with the reason "server_restart": an event added, nothing edited,
+ * so the chain and the history stay as they were. Runs at start, before the
+ * writer thread: the store is ours alone.
+ */
+static void recover_open_consultations(struct audit_writer *w)
+{
+    sqlite3_stmt *open = NULL;
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT consultation, max(clinic) FROM events "
+                           "WHERE consultation IS NOT NULL GROUP BY consultation "
+                           "HAVING sum(type = 'consultation_ended') = 0 ORDER BY min(id)",
+                           -1, &open, NULL) != SQLITE_OK) {
+        log_error(w->log, "audit", "cannot look for open consultations",
+                  LOG_STR("error", sqlite3_errmsg(w->db)));
+        return;
+    }
+    struct pending_event *batch[256];
+    unsigned n = 0, total = 0;
+    while (sqlite3_step(open) == SQLITE_ROW) {
+        const char *in[FIELD_COUNT] = {"consultation_ended",
+                                       "system",
+                                       NULL,
+                                       (const char *)sqlite3_column_text(open, 1),
+                                       (const char *)sqlite3_column_text(open, 0),
+                                       "ok",
+                                       NULL,
+                                       "{\"reason\":\"server_restart\",\"recovered\":true}"};
+        struct pending_event *pe = pending_new(base_wall_ms(), in);
+        if (pe)
+            batch[n++] = pe;
+        if (n == sizeof(batch) / sizeof(batch[0])) {
+            total += write_batch(w, batch, n);
+            n = 0;
+        }
+    }
+    if (n)
+        total += write_batch(w, batch, n);
+    sqlite3_finalize(open);
+    if (total)
+        log_info(w->log, "audit", "closed consultations a crash left open",
+                 LOG_INT("consultations", total), LOG_STR("reason", "server_restart"));
+}
+
 struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger *log, char *err,
                                         size_t errlen)
 {
@@ -362,6 +432,7 @@ struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger
         snprintf(err, errlen, "audit: %s", sqlite3_errmsg(w->db));
         goto fail;
     }
+    recover_open_consultations(w);
     w->mailbox = base_mailbox_new(MAILBOX_CAPACITY, NULL, NULL);
     if (!w->mailbox) {
         snprintf(err, errlen, "audit: cannot create the writer's mailbox");
@@ -401,25 +472,9 @@ int audit_writer_append(struct audit_writer *w, const struct audit_event *ev)
         return -EINVAL;
     const char *in[FIELD_COUNT] = {ev->type,         ev->actor_role, ev->actor_id, ev->clinic,
                                    ev->consultation, ev->outcome,    ev->source,   ev->detail_json};
-    size_t total = 0;
-    for (int f = 0; f < FIELD_COUNT; f++)
-        if (in[f])
-            total += strlen(in[f]) + 1;
-    struct pending_event *pe = malloc(sizeof(*pe) + total);
+    struct pending_event *pe = pending_new(base_wall_ms(), in);
     if (!pe)
         return -ENOMEM;
-    pe->ts_ms = base_wall_ms();
-    char *p = pe->text;
-    for (int f = 0; f < FIELD_COUNT; f++) {
-        if (!in[f]) {
-            pe->field[f] = NULL;
-            continue;
-        }
-        size_t n = strlen(in[f]) + 1;
-        memcpy(p, in[f], n);
-        pe->field[f] = p;
-        p += n;
-    }
     struct base_msg msg = {.type = AUDIT_MSG_EVENT, .ptr = pe};
     int rc = base_mailbox_push(w->mailbox, &msg);
     if (rc)

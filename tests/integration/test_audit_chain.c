@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -129,11 +130,60 @@ static void test_tampering_is_caught(void **state)
     ts_server_free(srv);
 }
 
+/* A crash leaves a consultation open; the next start closes it with "server_restart". */
+static void test_crash_recovery_closes_open_consultations(void **state)
+{
+    (void)state;
+    struct ts_server *first = ts_server_start(NULL);
+    assert_non_null(first);
+    struct tc_ws *ws = tc_ws_connect(ts_server_port(first), "/ws", "tabib.v1", NULL);
+    assert_non_null(ws);
+    const char *join = "{\"type\":\"join\",\"id\":1,\"clinic\":\"general\",\"name\":\"Crash\"}";
+    assert_int_equal(tc_ws_send_text(ws, join, strlen(join)), 0);
+    char *reply = NULL;
+    size_t len = 0;
+    assert_int_equal(tc_ws_recv(ws, &reply, &len, 5000), TC_WS_TEXT);
+    free(reply);
+    /* Its audit event is committed a moment after the reply: wait until it is on disk. */
+    char data_dir[512];
+    snprintf(data_dir, sizeof(data_dir), "%s/data", ts_server_dir(first));
+    for (int i = 0; i < 200; i++) {
+        if (shell("test $(sqlite3 '%s/audit.db' \"SELECT count(*) FROM events WHERE type = "
+                  "'queue_joined'\") -eq 1",
+                  data_dir) == 0)
+            break;
+        struct timespec ts = {.tv_nsec = 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(ts_server_kill(first, SIGKILL), 0);
+    ts_server_wait(first, 5000);
+    tc_ws_close(ws);
+
+    const char *args[] = {"--data-dir", data_dir, NULL};
+    struct ts_server *second = ts_server_start(args);
+    assert_non_null(second);
+    assert_int_equal(ts_server_stop(second, NULL), 0);
+    ts_server_free(second);
+    assert_int_equal(shell("test $(sqlite3 '%s/audit.db' \"SELECT count(*) FROM events WHERE "
+                           "type = 'consultation_ended' AND json_extract(detail, '$.reason') = "
+                           "'server_restart' AND consultation = (SELECT consultation FROM events "
+                           "WHERE type = 'queue_joined')\") -eq 1",
+                           data_dir),
+                     0);
+    struct chain c;
+    snprintf(c.data_dir, sizeof(c.data_dir), "%s", data_dir);
+    char *errors = NULL;
+    assert_int_equal(verify(&c, &errors), 0);
+    free(errors);
+    ts_server_free(first);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tampering_is_caught),
+        cmocka_unit_test(test_crash_recovery_closes_open_consultations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -351,7 +351,8 @@ static struct pending_event *pending_new(int64_t ts_ms, const char *const in[FIE
 }
 
 /*
- * Consultations a crash left open (joined or started, never ended) are
+ * Consultations a crash left open (joined, never ended; a consultation id
+ * named only in a refused request is not one) are
  * closed with the reason "server_restart": an event added, nothing edited,
  * so the chain and the history stay as they were. Runs at start, before the
  * writer thread: the store is ours alone.
@@ -362,7 +363,8 @@ static void recover_open_consultations(struct audit_writer *w)
     if (sqlite3_prepare_v2(w->db,
                            "SELECT consultation, max(clinic) FROM events "
                            "WHERE consultation IS NOT NULL GROUP BY consultation "
-                           "HAVING sum(type = 'consultation_ended') = 0 ORDER BY min(id)",
+                           "HAVING sum(type = 'queue_joined') > 0 "
+                           "AND sum(type = 'consultation_ended') = 0 ORDER BY min(id)",
                            -1, &open, NULL) != SQLITE_OK) {
         log_error(w->log, "audit", "cannot look for open consultations",
                   LOG_STR("error", sqlite3_errmsg(w->db)));

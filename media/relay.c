@@ -177,6 +177,24 @@ static uint32_t rtcp_sender_ssrc(const struct leg *leg)
     return ssrc ? ssrc : leg->streams[LEG_AUDIO].setup.out_ssrc;
 }
 
+/*
+ * Starts an RTCP compound to `leg` in the next send slot: a compound begins
+ * with a report (RFC 3550 6.1), so an empty RR from us, which is `*rr` bytes;
+ * the caller appends its feedback packet at slot->data + *rr and sends with
+ * send_rtcp(). `*sender` is our SSRC for the feedback. NULL if none fits.
+ */
+static struct out_slot *begin_compound(struct media_worker *w, struct leg *leg, uint32_t *sender,
+                                       size_t *rr)
+{
+    struct out_slot *slot = worker_out_slot(w, leg);
+    *sender = rtcp_sender_ssrc(leg);
+    int n = media_rtcp_build_rr(*sender, NULL, 0, slot->data, RTCP_OUT_MAX);
+    if (n <= 0)
+        return NULL;
+    *rr = (size_t)n;
+    return slot;
+}
+
 /* Once media has gone both ways on a leg, the owner hears of it (a patient is "ready"). */
 static void note_flowing(struct media_worker *w, struct leg *leg)
 {
@@ -442,16 +460,16 @@ static void answer_nack(struct media_worker *w, struct leg *from, const struct m
     if (!n_missing || !source || !source->srtp || !source->has_address ||
         source->streams[LEG_VIDEO].in_ssrc != source_ssrc)
         return;
-    struct out_slot *slot = worker_out_slot(w, source);
-    uint32_t sender = rtcp_sender_ssrc(source);
-    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
-    int nack = rr > 0 ? media_rtcp_build_nack(sender, source_ssrc, missing, n_missing,
-                                              slot->data + rr, RTCP_OUT_MAX - (size_t)rr)
-                      : -1;
+    uint32_t sender;
+    size_t rr;
+    struct out_slot *slot = begin_compound(w, source, &sender, &rr);
+    int nack = slot ? media_rtcp_build_nack(sender, source_ssrc, missing, n_missing,
+                                            slot->data + rr, RTCP_OUT_MAX - rr)
+                    : -1;
     if (nack <= 0)
         return;
     leg_count(&w->counters.nacks_forwarded, 1);
-    send_rtcp(w, source, slot, (size_t)(rr + nack));
+    send_rtcp(w, source, slot, rr + (size_t)nack);
 }
 
 void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t now_us)
@@ -464,35 +482,34 @@ void relay_request_key_frame(struct media_worker *w, struct leg *leg, uint64_t n
         now_us - video->last_key_frame_request_us < KEY_FRAME_REQUEST_INTERVAL_US)
         return;
     video->last_key_frame_request_us = now_us;
-    struct out_slot *slot = worker_out_slot(w, leg);
-    uint32_t sender = rtcp_sender_ssrc(leg);
-    /* A compound starts with a report (RFC 3550 6.1): an empty RR, then the PLI. */
-    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
-    int pli = rr > 0 ? media_rtcp_build_pli(sender, media_ssrc, slot->data + rr,
-                                            RTCP_OUT_MAX - (size_t)rr)
-                     : -1;
+    uint32_t sender;
+    size_t rr;
+    struct out_slot *slot = begin_compound(w, leg, &sender, &rr);
+    int pli =
+        slot ? media_rtcp_build_pli(sender, media_ssrc, slot->data + rr, RTCP_OUT_MAX - rr) : -1;
     if (pli <= 0)
         return;
     leg_count(&w->counters.key_frame_requests, 1);
-    send_rtcp(w, leg, slot, (size_t)(rr + pli));
+    send_rtcp(w, leg, slot, rr + (size_t)pli);
 }
 
 void relay_send_feedback(struct media_worker *w, struct leg *leg)
 {
     struct leg_stream *s = &leg->streams[LEG_VIDEO];
     uint32_t media_ssrc = s->in_ssrc ? s->in_ssrc : leg->streams[LEG_AUDIO].in_ssrc;
-    struct out_slot *slot = worker_out_slot(w, leg);
-    uint32_t sender = rtcp_sender_ssrc(leg);
-    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
-    size_t room = sizeof(slot->data) - MEDIA_SRTP_MAX_OVERHEAD - (size_t)rr;
+    uint32_t sender;
+    size_t rr;
+    struct out_slot *slot = begin_compound(w, leg, &sender, &rr);
+    if (!slot)
+        return;
+    size_t room = sizeof(slot->data) - MEDIA_SRTP_MAX_OVERHEAD - rr;
     if (room > LEG_DATAGRAM_MAX - 200)
         room = LEG_DATAGRAM_MAX - 200; /* stay well under any path MTU */
-    int fb =
-        rr > 0 ? media_rtcp_build_twcc(&leg->twcc, sender, media_ssrc, slot->data + rr, room) : -1;
+    int fb = media_rtcp_build_twcc(&leg->twcc, sender, media_ssrc, slot->data + rr, room);
     if (fb <= 0)
         return;
     leg_count(&w->counters.feedback_sent, 1);
-    send_rtcp(w, leg, slot, (size_t)(rr + fb));
+    send_rtcp(w, leg, slot, rr + (size_t)fb);
 }
 
 void relay_send_receiver_report(struct media_worker *w, struct leg *leg, uint64_t now_us)
@@ -545,16 +562,16 @@ static void send_remb(struct media_worker *w, struct leg *to, uint64_t bitrate)
             ssrcs[n++] = to->streams[k].in_ssrc;
     if (!n || !to->srtp || !to->has_address)
         return;
-    struct out_slot *slot = worker_out_slot(w, to);
-    uint32_t sender = rtcp_sender_ssrc(to);
-    int rr = media_rtcp_build_rr(sender, NULL, 0, slot->data, RTCP_OUT_MAX);
-    int len = rr > 0 ? media_rtcp_build_remb(sender, bitrate, ssrcs, n, slot->data + rr,
-                                             RTCP_OUT_MAX - (size_t)rr)
-                     : -1;
+    uint32_t sender;
+    size_t rr;
+    struct out_slot *slot = begin_compound(w, to, &sender, &rr);
+    int len =
+        slot ? media_rtcp_build_remb(sender, bitrate, ssrcs, n, slot->data + rr, RTCP_OUT_MAX - rr)
+             : -1;
     if (len <= 0)
         return;
     leg_count(&w->counters.remb_sent, 1);
-    send_rtcp(w, to, slot, (size_t)(rr + len));
+    send_rtcp(w, to, slot, rr + (size_t)len);
 }
 
 /* A receiving browser's own bandwidth limit (REMB) goes to the source. */

@@ -129,15 +129,18 @@ static uint64_t now_us(void)
     return (uint64_t)base_now_ms() * 1000u;
 }
 
+/* Pushes an event about a leg to the owner; -1 when it could not (no owner, mailbox full). */
+static int push_event(struct media_worker *w, uint32_t type, uint64_t leg_id, void *ptr)
+{
+    struct base_msg m = {
+        .type = type, .sender = BASE_THREAD_MEDIA_FIRST + w->index, .arg = leg_id, .ptr = ptr};
+    return w->owner && base_mailbox_push(w->owner, &m) == 0 ? 0 : -1;
+}
+
 void worker_report(struct media_worker *w, uint32_t type, uint64_t leg_id, const char *reason)
 {
-    if (!w->owner)
-        return;
-    struct base_msg m = {.type = type,
-                         .sender = BASE_THREAD_MEDIA_FIRST + w->index,
-                         .arg = leg_id,
-                         .ptr = (void *)reason};
-    base_mailbox_push(w->owner, &m); /* a full owner mailbox loses the event: counted there */
+    /* A full owner mailbox loses the event: counted there. `reason` is a static string. */
+    push_event(w, type, leg_id, (void *)reason);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -290,16 +293,29 @@ static void leg_unlink(struct media_worker *w, struct leg *l)
     media_audio_monitor_disarm(&l->audio);
 }
 
+/* Sends what DTLS queued for the leg (handshake flights, alerts): rare, so directly. */
+static void drain_dtls(struct media_worker *w, struct leg *l)
+{
+    uint8_t buf[LEG_DATAGRAM_MAX];
+    int n;
+    while ((n = media_dtls_next_outgoing(l->dtls, buf, sizeof(buf))) > 0) {
+        if (sendto(w->udp_fd, buf, (size_t)n, 0, (const struct sockaddr *)&l->addr, l->addr_len) ==
+            n) {
+            leg_count(&w->counters.packets_sent, 1);
+            leg_count(&w->counters.bytes_sent, (uint64_t)n);
+        } else {
+            leg_count(&w->counters.send_failures, 1);
+        }
+    }
+}
+
 static void worker_remove_leg(struct media_worker *w, struct leg *l)
 {
     bool had_address = l->has_address;
     if (l->dtls && media_dtls_state(l->dtls) == MEDIA_DTLS_CONNECTED) {
         /* Tell the browser at once rather than leaving it to its consent timer. */
         media_dtls_close(l->dtls);
-        uint8_t buf[LEG_DATAGRAM_MAX];
-        int n;
-        while ((n = media_dtls_next_outgoing(l->dtls, buf, sizeof(buf))) > 0)
-            sendto(w->udp_fd, buf, (size_t)n, 0, (const struct sockaddr *)&l->addr, l->addr_len);
+        drain_dtls(w, l);
     }
     leg_unlink(w, l);
     /* A leg linked to this one before it arrived waits for it no longer. */
@@ -502,22 +518,6 @@ static void schedule_dtls(struct media_worker *w, struct leg *l)
         w->handshaking--;
     if (l->dtls_deadline_ms && (!w->next_dtls_ms || l->dtls_deadline_ms < w->next_dtls_ms))
         w->next_dtls_ms = l->dtls_deadline_ms;
-}
-
-/* Sends what DTLS queued for the leg (handshake flights, alerts): rare, so directly. */
-static void drain_dtls(struct media_worker *w, struct leg *l)
-{
-    uint8_t buf[LEG_DATAGRAM_MAX];
-    int n;
-    while ((n = media_dtls_next_outgoing(l->dtls, buf, sizeof(buf))) > 0) {
-        if (sendto(w->udp_fd, buf, (size_t)n, 0, (const struct sockaddr *)&l->addr, l->addr_len) ==
-            n) {
-            leg_count(&w->counters.packets_sent, 1);
-            leg_count(&w->counters.bytes_sent, (uint64_t)n);
-        } else {
-            leg_count(&w->counters.send_failures, 1);
-        }
-    }
 }
 
 /* The leg's DTLS failed or closed: count, report, and end the leg. */
@@ -810,11 +810,7 @@ static void worker_audio_check(struct media_worker *w, int64_t now)
         *ev = (struct media_audio_event){
             .state = media_audio_state_name(state), .state_changed = changed, .level = level};
         l->audio_level_reported = level;
-        struct base_msg m = {.type = MEDIA_EVENT_LEG_AUDIO,
-                             .sender = BASE_THREAD_MEDIA_FIRST + w->index,
-                             .arg = l->id,
-                             .ptr = ev};
-        if (!w->owner || base_mailbox_push(w->owner, &m) != 0)
+        if (push_event(w, MEDIA_EVENT_LEG_AUDIO, l->id, ev) != 0)
             free(ev);
     }
 }
@@ -1178,13 +1174,20 @@ int media_engine_leg_add(struct media_engine *e, unsigned index, const struct me
     return media_engine_push_leg(e, index, setup);
 }
 
-int media_engine_push_leg(struct media_engine *e, unsigned index, struct leg_setup *setup)
+/* Hands `setup` to worker `index` in a message of `type`; frees it when the mailbox is full. */
+static int push_setup(struct media_engine *e, unsigned index, uint32_t type,
+                      struct leg_setup *setup)
 {
-    struct base_msg m = {.type = MEDIA_MSG_LEG_ADD, .ptr = setup};
+    struct base_msg m = {.type = type, .ptr = setup};
     int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
     if (rc)
         free(setup);
     return rc;
+}
+
+int media_engine_push_leg(struct media_engine *e, unsigned index, struct leg_setup *setup)
+{
+    return push_setup(e, index, MEDIA_MSG_LEG_ADD, setup);
 }
 
 int media_engine_leg_remove(struct media_engine *e, unsigned index, uint64_t leg_id)
@@ -1273,9 +1276,5 @@ uint64_t media_engine_ice_restarts(const struct media_engine *e)
 
 int media_engine_push_leg_update(struct media_engine *e, unsigned index, struct leg_setup *setup)
 {
-    struct base_msg m = {.type = MEDIA_MSG_LEG_UPDATE, .ptr = setup};
-    int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
-    if (rc)
-        free(setup);
-    return rc;
+    return push_setup(e, index, MEDIA_MSG_LEG_UPDATE, setup);
 }

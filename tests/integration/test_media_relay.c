@@ -294,6 +294,15 @@ static void connect_both(struct call *c, struct tp_peer *patient, struct tp_peer
     free(ws_expect_media(c->doctor, "connected", WS_TIMEOUT_MS));
 }
 
+/* The usual consultation: one worker, a 440 Hz patient and an 880 Hz doctor, connected. */
+static void call_with_peers(struct call *c)
+{
+    call_start_one_worker(c);
+    c->patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
+    c->doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
+    connect_both(c, c->patient_peer, c->doctor_peer);
+}
+
 /* ------------------------------------------------------------------------- */
 /* /metrics                                                                   */
 /* ------------------------------------------------------------------------- */
@@ -348,10 +357,8 @@ static void test_tone_and_video_cross(void **state)
 {
     (void)state;
     struct call c;
-    call_start_one_worker(&c);
-    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
-    connect_both(&c, patient, doctor);
+    call_with_peers(&c);
+    struct tp_peer *patient = c.patient_peer, *doctor = c.doctor_peer;
 
     struct tp_stats at_doctor, at_patient;
     wait_media(doctor, 300, &at_doctor);
@@ -477,10 +484,8 @@ static void test_garbage_counted_and_dropped(void **state)
 {
     (void)state;
     struct call c;
-    call_start_one_worker(&c);
-    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
-    connect_both(&c, patient, doctor);
+    call_with_peers(&c);
+    struct tp_peer *patient = c.patient_peer, *doctor = c.doctor_peer;
     struct tp_stats before;
     wait_media(doctor, 100, &before);
 
@@ -718,10 +723,8 @@ static void test_key_frame_request_reaches_the_source(void **state)
 {
     (void)state;
     struct call c;
-    call_start_one_worker(&c);
-    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
-    connect_both(&c, patient, doctor);
+    call_with_peers(&c);
+    struct tp_peer *patient = c.patient_peer, *doctor = c.doctor_peer;
     struct tp_stats st;
     wait_media(doctor, 100, &st);
     sleep_ms(400); /* past the relay's own key-frame requests at link time (300 ms apart) */
@@ -746,10 +749,8 @@ static void test_address_change_and_ice_restart_keep_media(void **state)
 {
     (void)state;
     struct call c;
-    call_start_one_worker(&c);
-    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
-    connect_both(&c, patient, doctor);
+    call_with_peers(&c);
+    struct tp_peer *patient = c.patient_peer, *doctor = c.doctor_peer;
     struct tp_stats st;
     wait_media(doctor, 100, &st);
 
@@ -825,10 +826,8 @@ static void test_silent_microphone_reported_to_both(void **state)
 {
     (void)state;
     struct call c;
-    call_start_one_worker(&c);
-    struct tp_peer *patient = c.patient_peer = new_peer("patient", 440, PATIENT_TAG, false, 0);
-    struct tp_peer *doctor = c.doctor_peer = new_peer("doctor", 880, DOCTOR_TAG, false, 0);
-    connect_both(&c, patient, doctor);
+    call_with_peers(&c);
+    struct tp_peer *patient = c.patient_peer;
     json_t *level = ws_expect(c.doctor, "audio_level", WS_TIMEOUT_MS);
     int speaking = (int)json_integer_value(json_object_get(level, "level"));
     json_decref(level);

@@ -68,6 +68,12 @@ int audit_writer_probe(struct audit_writer *writer, struct base_mailbox *reply_t
 uint64_t audit_writer_committed(const struct audit_writer *writer);
 
 /*
+ * The id of the newest event known committed (any thread): every event with
+ * this id or a lower one is on disk. Ids count from 1 in write order.
+ */
+int64_t audit_writer_committed_id(const struct audit_writer *writer);
+
+/*
  * `tabib audit verify [--data-dir D]`: walks the hash chain of D/audit.db
  * (read-only) and prints the event count and the head hash to `out`.
  * Returns 0 when every event's hash is right, 1 when one is not (printing

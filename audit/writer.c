@@ -61,6 +61,8 @@ struct audit_writer {
     pthread_t thread;
     bool thread_started;
     _Atomic uint64_t committed;
+    _Atomic int64_t committed_id; /* the newest event known committed */
+    sqlite3_stmt *read_head;
 };
 
 /* Migration i brings the schema from version i to i + 1. */
@@ -213,6 +215,29 @@ out:
     return rc;
 }
 
+/*
+ * Reads the chain's head inside the write transaction: `tabib user` appends
+ * account changes from its own process, so the head in memory may be behind.
+ */
+static int reread_head(struct audit_writer *w)
+{
+    sqlite3_reset(w->read_head);
+    int step = sqlite3_step(w->read_head);
+    if (step == SQLITE_ROW) {
+        if (sqlite3_column_bytes(w->read_head, 1) != AUDIT_HASH_BYTES)
+            return -1;
+        w->last_id = sqlite3_column_int64(w->read_head, 0);
+        memcpy(w->head, sqlite3_column_blob(w->read_head, 1), AUDIT_HASH_BYTES);
+    } else if (step == SQLITE_DONE) {
+        w->last_id = 0;
+        memset(w->head, 0, sizeof(w->head));
+    } else {
+        return -1;
+    }
+    sqlite3_reset(w->read_head);
+    return 0;
+}
+
 static unsigned write_batch(struct audit_writer *w, struct pending_event **batch, unsigned n)
 {
     char err[256];
@@ -221,7 +246,13 @@ static unsigned write_batch(struct audit_writer *w, struct pending_event **batch
     int64_t last_id = w->last_id;
     uint8_t head[AUDIT_HASH_BYTES];
     memcpy(head, w->head, sizeof(head));
-    if (exec(w->db, "BEGIN;", err, sizeof(err)) == 0) {
+    bool begun = exec(w->db, "BEGIN IMMEDIATE;", err, sizeof(err)) == 0;
+    if (begun && reread_head(w) != 0) {
+        snprintf(err, sizeof(err), "cannot read the chain's head: %s", sqlite3_errmsg(w->db));
+        exec(w->db, "ROLLBACK;", NULL, 0);
+        begun = false;
+    }
+    if (begun) {
         for (unsigned i = 0; i < n; i++) {
             if (!batch[i]->field[FIELD_DETAIL])
                 batch[i]->field[FIELD_DETAIL] = "{}";
@@ -259,6 +290,8 @@ static unsigned write_batch(struct audit_writer *w, struct pending_event **batch
             written = 0;
             w->last_id = last_id;
             memcpy(w->head, head, sizeof(head));
+        } else {
+            atomic_store(&w->committed_id, w->last_id);
         }
     } else {
         log_error(w->log, "audit", "cannot begin a transaction", LOG_STR("error", err));
@@ -321,6 +354,7 @@ static void writer_free(struct audit_writer *w)
         free_queued(w);
     base_mailbox_free(w->mailbox);
     sqlite3_finalize(w->insert);
+    sqlite3_finalize(w->read_head);
     sqlite3_close(w->db);
     free(w);
 }
@@ -430,10 +464,13 @@ struct audit_writer *audit_writer_start(const char *data_dir, struct base_logger
                            "INSERT INTO events (id, ts_ms, type, actor_role, actor_id, clinic, "
                            "consultation, outcome, source, detail, hash) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &w->insert, NULL) != SQLITE_OK) {
+                           -1, &w->insert, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(w->db, "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1", -1,
+                           &w->read_head, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "audit: %s", sqlite3_errmsg(w->db));
         goto fail;
     }
+    atomic_store(&w->committed_id, w->last_id);
     recover_open_consultations(w);
     w->mailbox = base_mailbox_new(MAILBOX_CAPACITY, NULL, NULL);
     if (!w->mailbox) {
@@ -501,4 +538,9 @@ int audit_writer_probe(struct audit_writer *w, struct base_mailbox *reply_to, ui
 uint64_t audit_writer_committed(const struct audit_writer *w)
 {
     return atomic_load_explicit(&w->committed, memory_order_relaxed);
+}
+
+int64_t audit_writer_committed_id(const struct audit_writer *w)
+{
+    return atomic_load_explicit(&w->committed_id, memory_order_relaxed);
 }

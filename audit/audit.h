@@ -55,6 +55,14 @@ struct audit_event {
  */
 int audit_writer_append(struct audit_writer *writer, const struct audit_event *ev);
 
+/*
+ * Appends `ev` straight to `data_dir`/audit.db and waits for the commit: for
+ * a command run beside the server (`tabib user`, `tabib audit export`),
+ * which has no writer thread. Safe while the server's writer runs (each
+ * transaction re-reads the chain's head). Returns 0, or -1 with `err`.
+ */
+int audit_append_once(const char *data_dir, const struct audit_event *ev, char *err, size_t errlen);
+
 /* Shorthand for a system event with only a type and a detail object. */
 int audit_writer_record(struct audit_writer *writer, const char *type, const char *detail_json);
 

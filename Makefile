@@ -52,7 +52,7 @@ test-asan: deps node-deps
 
 # Each fuzzer for FUZZ_SECONDS under libFuzzer (clang), starting from its corpus.
 FUZZ_SECONDS ?= 30
-FUZZERS = hub http_path config_file stun sdp rtp rtcp
+FUZZERS = hub http_path config_file stun sdp rtp rtcp audit_query
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -G Ninja -DTABIB_FUZZ=ON >/dev/null
 	@ninja -C build-fuzz $(addprefix fuzz_,$(FUZZERS))

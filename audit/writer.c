@@ -194,37 +194,42 @@ static void event_fields(const struct audit_event *ev, const char *out[AUDIT_FIE
  */
 static void recover_open_consultations(struct audit_writer *w)
 {
-    sqlite3_stmt *open = NULL;
-    if (sqlite3_prepare_v2(w->store.db,
-                           "SELECT consultation, clinic FROM sessions WHERE ended_ms IS NULL "
-                           "ORDER BY seq",
-                           -1, &open, NULL) != SQLITE_OK) {
-        log_error(w->log, "audit", "cannot look for open consultations",
-                  LOG_STR("error", sqlite3_errmsg(w->store.db)));
-        return;
-    }
-    struct pending_event *batch[256];
-    unsigned n = 0, total = 0;
-    while (sqlite3_step(open) == SQLITE_ROW) {
-        const char *in[AUDIT_FIELD_COUNT] = {"consultation_ended",
-                                             "system",
-                                             NULL,
-                                             (const char *)sqlite3_column_text(open, 1),
-                                             (const char *)sqlite3_column_text(open, 0),
-                                             "ok",
-                                             NULL,
-                                             "{\"reason\":\"server_restart\",\"recovered\":true}"};
-        struct pending_event *pe = pending_new(base_wall_ms(), in);
-        if (pe)
-            batch[n++] = pe;
-        if (n == sizeof(batch) / sizeof(batch[0])) {
-            total += write_batch(w, batch, n);
-            n = 0;
+    unsigned total = 0;
+    for (;;) {
+        /* A batch at a time, the read finished before the write: each batch closes what it
+         * read, so the next read starts at the next open one. */
+        sqlite3_stmt *open = NULL;
+        if (sqlite3_prepare_v2(w->store.db,
+                               "SELECT consultation, clinic FROM sessions WHERE ended_ms IS NULL "
+                               "ORDER BY seq LIMIT 256",
+                               -1, &open, NULL) != SQLITE_OK) {
+            log_error(w->log, "audit", "cannot look for open consultations",
+                      LOG_STR("error", sqlite3_errmsg(w->store.db)));
+            return;
         }
+        struct pending_event *batch[256];
+        unsigned n = 0;
+        while (n < 256 && sqlite3_step(open) == SQLITE_ROW) {
+            const char *in[AUDIT_FIELD_COUNT] = {
+                "consultation_ended",
+                "system",
+                NULL,
+                (const char *)sqlite3_column_text(open, 1),
+                (const char *)sqlite3_column_text(open, 0),
+                "ok",
+                NULL,
+                "{\"reason\":\"server_restart\",\"recovered\":true}"};
+            struct pending_event *pe = pending_new(base_wall_ms(), in);
+            if (pe)
+                batch[n++] = pe;
+        }
+        sqlite3_finalize(open);
+        unsigned written = n ? write_batch(w, batch, n) : 0;
+        atomic_fetch_add(&w->committed, written);
+        total += written;
+        if (written == 0 || written < n)
+            break; /* done, or the store refuses: the next start tries again */
     }
-    if (n)
-        total += write_batch(w, batch, n);
-    sqlite3_finalize(open);
     if (total)
         log_info(w->log, "audit", "closed consultations a crash left open",
                  LOG_INT("consultations", total), LOG_STR("reason", "server_restart"));

@@ -92,7 +92,19 @@ struct leg_stream {
         uint32_t last_sr;     /* middle 32 bits of the NTP time of the browser's last SR */
         uint64_t last_sr_us;  /* when it arrived */
     } rx;
-    uint16_t rtx_seq; /* our RTX stream's numbering toward the browser */
+    uint16_t rtx_seq;                      /* our RTX stream's numbering toward the browser */
+    struct media_rtcp_sr_history sent_srs; /* the SRs we sent the browser: its LSR -> when */
+    /* For media_engine_leg_summary(): counted since the leg's baseline (zeroed then) or, for
+     * the *_at_base fields, the running totals at the baseline. */
+    struct {
+        uint64_t packets_in, bytes_in, packets_out, bytes_out;
+        uint32_t expected_at_base, received_at_base; /* rx's, for the loss over the interval */
+        int32_t peer_lost_at_base;                   /* the browser's cumulative lost then */
+        int32_t peer_lost;                           /* ... in its latest report */
+        uint8_t peer_fraction_lost;                  /* ... in its latest report */
+        bool peer_reported;                          /* a report on us came since the baseline */
+        enum media_sdp_codec_id codec;               /* of the last packet received */
+    } totals;
 };
 
 struct leg {
@@ -118,6 +130,9 @@ struct leg {
     struct media_bandwidth_limit receive_limit; /* what its path from us takes, from its feedback */
     unsigned audio_level_reported;              /* the speaking level last told to the owner */
     struct leg_stream streams[LEG_KIND_COUNT];
+    int64_t baseline_ms; /* when the summary's interval began */
+    uint64_t rtt_sum_us; /* round trips measured since then, for the summary's mean */
+    uint32_t rtt_samples;
 };
 
 struct worker_counters {
@@ -275,5 +290,10 @@ int relay_leg_ensure_cache(struct leg *leg);
 void relay_forget_receive_limit(struct media_worker *w, struct leg *receiver);
 /* relay.c: frees what relay_leg_init() made. */
 void relay_leg_free(struct leg *leg);
+/* relay.c: writes what `leg` did since its baseline into `out` (found, duration, streams, round
+ * trip, ICE path; `request` is the caller's), when `out` is not NULL; then starts a new
+ * baseline at `now_ms`. Off the packet path: on a summary request. */
+void relay_leg_summary(const struct media_worker *w, struct leg *leg, int64_t now_ms,
+                       struct media_leg_summary *out);
 
 #endif

@@ -10,6 +10,7 @@
 #ifndef TABIB_MEDIA_H
 #define TABIB_MEDIA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +116,8 @@ enum media_event {
     MEDIA_EVENT_LEG_AUDIO,     /* in a consultation, the browser's microphone went silent or
                                   came back, or its speaking level moved: `ptr` is a
                                   struct media_audio_event the owner frees */
+    MEDIA_EVENT_LEG_SUMMARY,   /* the answer to media_engine_leg_summary(): `ptr` is a
+                                  struct media_leg_summary the owner frees */
 };
 
 /* What MEDIA_EVENT_LEG_AUDIO carries. */
@@ -122,6 +125,55 @@ struct media_audio_event {
     const char *state; /* "ok", "silent" (digital silence), "no_packets"; static */
     bool state_changed;
     unsigned level; /* speaking level 0..100 */
+};
+
+/* What one kind of media (audio or video) did on a leg over a summary's interval. */
+struct media_leg_stream_summary {
+    bool active;       /* the kind was negotiated on the leg; nothing below counts otherwise */
+    const char *codec; /* "opus", "VP8", "H264": of the last packet the browser sent, else the
+                          first negotiated; "" none. Static */
+    /* From the browser: RTP packets (retransmissions and padding probes included) and their
+     * bytes as decrypted (header, extensions, payload, padding; no SRTP tag, no UDP/IP). */
+    uint64_t packets_received, bytes_received;
+    /* To the browser: relayed RTP and retransmissions from the packet cache, counted the
+     * same way. */
+    uint64_t packets_sent, bytes_sent;
+    /* Lost on the way to us: packets the browser's sequence numbers say it sent over the
+     * interval minus those that arrived (RFC 3550 A.3; retransmissions not counted as
+     * arrivals), never below 0. */
+    uint64_t packets_lost;
+    double jitter_ms; /* our interarrival jitter estimate (RFC 3550 A.8) at the end, ms */
+    /* What the browser's own receiver reports said about our stream to it: whether one came
+     * during the interval, the fraction lost in its last one (0..100 %), and how much its
+     * cumulative lost grew over the interval (may be negative: duplicates, RFC 3550 6.4.1). */
+    bool peer_reported;
+    double peer_fraction_lost_pct;
+    int64_t peer_lost;
+};
+
+/* Room for an address as text: "[" IPv6 "]:" port. */
+#define MEDIA_ADDRESS_TEXT_MAX 56
+
+/*
+ * What a leg did between two media_engine_leg_summary() requests (or its
+ * creation and the first): the answer carried by MEDIA_EVENT_LEG_SUMMARY.
+ */
+struct media_leg_summary {
+    uint64_t request;    /* the caller's token, as given */
+    bool found;          /* false: the worker had no such leg (ended meanwhile); nothing below */
+    int64_t duration_ms; /* from the baseline to this request */
+    struct media_leg_stream_summary audio, video;
+    /* Round trip between us and the browser, ms: the mean over the interval of what its
+     * receiver reports' LSR/DLSR give against the SRs we sent it (RFC 3550 6.4.1); -1 when
+     * none could be measured (no SR relayed to it, or no report back). */
+    double rtt_ms;
+    /* The ICE path: the selected pair's remote side (the browser's address, "" none yet;
+     * IPv4 without the ::ffff: prefix) and ours. We are ICE-lite with one host candidate
+     * over UDP, so `protocol` is "udp" and `candidate_type` "host" (static strings). */
+    char remote[MEDIA_ADDRESS_TEXT_MAX];
+    uint16_t local_port;
+    const char *protocol;
+    const char *candidate_type;
 };
 
 /* ------------------------------------------------------------------------- */
@@ -168,6 +220,20 @@ int media_engine_link(struct media_engine *engine, uint64_t leg_a, uint64_t leg_
 
 /* Ends the relay of `leg_id` (and of its peer toward it). Returns 0, -EINVAL or -EAGAIN. */
 int media_engine_unlink(struct media_engine *engine, uint64_t leg_id);
+
+/*
+ * Asks the worker of `leg_id` (through its mailbox, so in order with links,
+ * unlinks and removals) what happened on the leg since its baseline (its
+ * creation, or the previous request) and starts a new baseline. With
+ * `request` 0 it only starts the new baseline and reports nothing (a
+ * consultation starting: what came before is not counted). Otherwise the
+ * worker answers exactly once with MEDIA_EVENT_LEG_SUMMARY (arg = the leg,
+ * ptr = a struct media_leg_summary the owner frees, `request` as given),
+ * `found` false when the leg is gone; the answer is lost only if the owner's
+ * mailbox is full. Signalling thread. Returns 0, -EINVAL (no such worker),
+ * -ENOMEM or -EAGAIN (the worker's mailbox is full): then nothing comes.
+ */
+int media_engine_leg_summary(struct media_engine *engine, uint64_t leg_id, uint64_t request);
 
 /*
  * Ends a leg of media_engine_answer_offer() (on whichever worker it is) and

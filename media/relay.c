@@ -18,10 +18,18 @@
  * recovery and bandwidth estimation); they are not forwarded, since they
  * describe the hop to the server, not the far browser.
  *
+ * Per leg and kind, plain counters (the leg is the worker's own) feed the
+ * summary the owner asks for at the end of a consultation
+ * (relay_leg_summary()): packets and bytes each way, loss from the sequence
+ * numbers, the browser's own reports, and a round trip from its reports'
+ * LSR/DLSR against the SRs we re-issued to it.
+ *
  * The packet path: no allocation, no lock, no log. Every drop is a counter.
  */
 #include "leg.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -158,16 +166,18 @@ static size_t build_extensions(struct leg *to, const struct leg_stream *out, con
     return 4 + body;
 }
 
-/* Protects and queues an RTCP compound of `len` bytes, built in `slot`, to `to`. */
-static void send_rtcp(struct media_worker *w, struct leg *to, struct out_slot *slot, size_t len)
+/* Protects and queues an RTCP compound of `len` bytes, built in `slot`, to `to`. False when
+ * SRTP refused it (counted). */
+static bool send_rtcp(struct media_worker *w, struct leg *to, struct out_slot *slot, size_t len)
 {
     int n = media_srtp_protect_rtcp(to->srtp, slot->data, len, sizeof(slot->data));
     if (n < 0) {
         leg_count(&w->counters.send_failures, 1);
-        return;
+        return false;
     }
     worker_out_commit(w, (size_t)n);
     leg_count(&w->counters.rtcp_relayed, 1);
+    return true;
 }
 
 /* Our SSRC as the sender of RTCP toward `leg`: its video stream's, else its audio's. */
@@ -220,6 +230,39 @@ static void note_report_blocks(struct media_worker *w, struct leg *leg,
             }
 }
 
+/*
+ * What the browser's reports say about our streams to it, for the leg's
+ * summary: its loss figures, and a round trip when the block echoes an SR we
+ * sent (`arrival_us`: the report's, on the clock of the SRs' send times).
+ */
+static void note_peer_reports(struct leg *leg, const struct media_rtcp_report *report,
+                              uint64_t arrival_us)
+{
+    for (unsigned b = 0; b < report->block_count; b++) {
+        const struct media_rtcp_report_block *block = &report->blocks[b];
+        for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+            struct leg_stream *s = &leg->streams[k];
+            if (!s->setup.out_ssrc || block->ssrc != s->setup.out_ssrc)
+                continue;
+            s->totals.peer_reported = true;
+            s->totals.peer_lost = block->cumulative_lost;
+            s->totals.peer_fraction_lost = block->fraction_lost;
+            int64_t rtt = media_rtcp_round_trip_us(&s->sent_srs, block->last_sr,
+                                                   block->delay_since_sr, arrival_us);
+            if (rtt >= 0) {
+                leg->rtt_sum_us += (uint64_t)rtt;
+                leg->rtt_samples++;
+            }
+        }
+    }
+}
+
+/* Packets the browser's sequence numbers say it sent on `s` so far (RFC 3550 A.3). */
+static uint32_t rx_expected(const struct leg_stream *s)
+{
+    return s->rx.started ? s->rx.cycles + s->rx.max_seq - s->rx.base_seq + 1 : 0;
+}
+
 /* Receiver-report bookkeeping of one received packet (RFC 3550 A.1 and A.8, simplified). */
 static void note_received(struct leg_stream *s, const struct media_rtp_view *in,
                           uint64_t arrival_us)
@@ -270,6 +313,10 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
         leg_drop(w, MEDIA_DROP_UNKNOWN_PAYLOAD);
         return;
     }
+    from->streams[kind].totals.packets_in++;
+    from->streams[kind].totals.bytes_in += len;
+    if (!is_rtx)
+        from->streams[kind].totals.codec = codec;
     bool retransmission = false;
     if (is_rtx) {
         /* A retransmission the source made for a NACK we passed on: back to the original
@@ -384,6 +431,8 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
     }
     worker_out_commit(w, (size_t)n);
     media_bandwidth_sent(&to->receive_limit, (size_t)n);
+    out->totals.packets_out++;
+    out->totals.bytes_out += plain;
     if (!retransmission) {
         out->sent_packets++;
         out->sent_octets += (uint32_t)in.payload_len;
@@ -412,13 +461,16 @@ static void resend_from_cache(struct media_worker *w, struct leg *leg, struct le
     uint8_t twcc_id = leg->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC];
     if (one_byte_id(twcc_id))
         media_rtp_set_twcc_seq(slot->data, (size_t)n, twcc_id, ++leg->twcc_out_seq);
-    n = media_srtp_protect_rtp(leg->srtp, slot->data, (size_t)n, sizeof(slot->data));
+    size_t plain = (size_t)n;
+    n = media_srtp_protect_rtp(leg->srtp, slot->data, plain, sizeof(slot->data));
     if (n < 0) {
         leg_count(&w->counters.send_failures, 1);
         return;
     }
     worker_out_commit(w, (size_t)n);
     media_bandwidth_sent(&leg->receive_limit, (size_t)n);
+    out->totals.packets_out++;
+    out->totals.bytes_out += plain;
 }
 
 /*
@@ -616,7 +668,10 @@ static void relay_sender_report(struct media_worker *w, struct leg *to, unsigned
     wr32(p + 16, ts);
     wr32(p + 20, out->sent_packets);
     wr32(p + 24, out->sent_octets);
-    send_rtcp(w, to, slot, 28);
+    /* Sent with this batch, within the same receive pass: its arrival time is ours to
+     * subtract from the browser's report that echoes it. */
+    if (send_rtcp(w, to, slot, 28))
+        media_rtcp_sr_sent(&out->sent_srs, sr->ntp, w->arrival_us);
 }
 
 void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t len,
@@ -634,6 +689,7 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
             if (media_rtcp_parse_report(&pkt, &report) != 0)
                 continue;
             note_report_blocks(w, from, &report);
+            note_peer_reports(from, &report, w->arrival_us);
             for (unsigned k = 0; report.has_sender_info && k < LEG_KIND_COUNT; k++) {
                 if (!report.ssrc || report.ssrc != from->streams[k].in_ssrc)
                     continue;
@@ -667,4 +723,94 @@ void relay_rtcp(struct media_worker *w, struct leg *from, uint8_t *data, size_t 
     }
     if (rc < 0)
         leg_drop(w, MEDIA_DROP_MALFORMED);
+}
+
+static const char *codec_name(enum media_sdp_codec_id id)
+{
+    switch (id) {
+    case MEDIA_SDP_CODEC_OPUS:
+        return "opus";
+    case MEDIA_SDP_CODEC_VP8:
+        return "VP8";
+    case MEDIA_SDP_CODEC_H264:
+        return "H264";
+    default:
+        return "";
+    }
+}
+
+/* An address as text: IPv4 (also mapped into IPv6, as a dual-stack socket sees it) as
+ * a.b.c.d:port, IPv6 as [..]:port, "" for none. */
+static void address_text(const struct sockaddr_storage *a, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    out[0] = '\0';
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const void *)a;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+        snprintf(out, cap, "%s:%u", host, ntohs(v4->sin_port));
+    } else if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const void *)a;
+        if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+            inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], host, sizeof(host));
+            snprintf(out, cap, "%s:%u", host, ntohs(v6->sin6_port));
+        } else {
+            inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+            snprintf(out, cap, "[%s]:%u", host, ntohs(v6->sin6_port));
+        }
+    }
+}
+
+void relay_leg_summary(const struct media_worker *w, struct leg *leg, int64_t now_ms,
+                       struct media_leg_summary *out)
+{
+    if (out) {
+        out->found = true;
+        out->duration_ms = now_ms - leg->baseline_ms;
+        for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+            const struct leg_stream *s = &leg->streams[k];
+            struct media_leg_stream_summary *o = k == LEG_AUDIO ? &out->audio : &out->video;
+            enum media_sdp_codec_id codec = s->totals.codec;
+            if (codec == MEDIA_SDP_CODEC_OTHER && s->setup.codec_count)
+                codec = s->setup.codecs[0];
+            uint32_t expected = rx_expected(s) - s->totals.expected_at_base;
+            uint32_t received = s->rx.received - s->totals.received_at_base;
+            *o = (struct media_leg_stream_summary){
+                .active = s->setup.active,
+                .codec = codec_name(codec),
+                .packets_received = s->totals.packets_in,
+                .bytes_received = s->totals.bytes_in,
+                .packets_sent = s->totals.packets_out,
+                .bytes_sent = s->totals.bytes_out,
+                .packets_lost = expected > received ? expected - received : 0,
+                .jitter_ms = s->setup.clock_rate
+                                 ? (double)s->rx.jitter_q4 / 16.0 * 1000.0 / s->setup.clock_rate
+                                 : 0,
+                .peer_reported = s->totals.peer_reported,
+                .peer_fraction_lost_pct = s->totals.peer_fraction_lost * 100.0 / 256.0,
+                .peer_lost = (int64_t)s->totals.peer_lost - s->totals.peer_lost_at_base,
+            };
+        }
+        out->rtt_ms = leg->rtt_samples ? (double)leg->rtt_sum_us / leg->rtt_samples / 1000.0 : -1.0;
+        if (leg->has_address)
+            address_text(&leg->addr, out->remote, sizeof(out->remote));
+        else
+            out->remote[0] = '\0';
+        out->local_port = w->port;
+        out->protocol = "udp";
+        out->candidate_type = "host"; /* ICE-lite: our one host candidate */
+    }
+    /* The new baseline. */
+    leg->baseline_ms = now_ms;
+    leg->rtt_sum_us = 0;
+    leg->rtt_samples = 0;
+    for (unsigned k = 0; k < LEG_KIND_COUNT; k++) {
+        struct leg_stream *s = &leg->streams[k];
+        s->totals.packets_in = s->totals.bytes_in = 0;
+        s->totals.packets_out = s->totals.bytes_out = 0;
+        s->totals.expected_at_base = rx_expected(s);
+        s->totals.received_at_base = s->rx.received;
+        s->totals.peer_lost_at_base = s->totals.peer_lost;
+        s->totals.peer_reported = false;
+    }
 }

@@ -155,6 +155,33 @@ int media_rtcp_parse_report(const struct media_rtcp_pkt *pkt, struct media_rtcp_
     return 0;
 }
 
+void media_rtcp_sr_sent(struct media_rtcp_sr_history *h, uint64_t ntp, uint64_t sent_us)
+{
+    h->lsr[h->next] = (uint32_t)(ntp >> 16);
+    h->sent_us[h->next] = sent_us;
+    h->next = (h->next + 1) % MEDIA_RTCP_SR_HISTORY;
+}
+
+int64_t media_rtcp_round_trip_us(const struct media_rtcp_sr_history *h, uint32_t lsr, uint32_t dlsr,
+                                 uint64_t arrival_us)
+{
+    if (lsr == 0)
+        return -1;
+    /* The newest SR with that LSR: two SRs within 15 us share one, and the later is the
+     * one the receiver kept. */
+    for (unsigned i = 0; i < MEDIA_RTCP_SR_HISTORY; i++) {
+        unsigned slot = (h->next + MEDIA_RTCP_SR_HISTORY - 1 - i) % MEDIA_RTCP_SR_HISTORY;
+        if (!h->sent_us[slot] || h->lsr[slot] != lsr)
+            continue;
+        int64_t held_us = (int64_t)(((uint64_t)dlsr * 1000000u) >> 16);
+        int64_t rtt = (int64_t)arrival_us - (int64_t)h->sent_us[slot] - held_us;
+        if (rtt < -1000)
+            return -1;
+        return rtt < 0 ? 0 : rtt;
+    }
+    return -1;
+}
+
 int media_rtcp_parse_bye(const struct media_rtcp_pkt *pkt, struct media_rtcp_bye *out)
 {
     if (pkt->type != MEDIA_RTCP_BYE)

@@ -130,6 +130,38 @@ struct media_rtcp_report {
  */
 int media_rtcp_parse_report(const struct media_rtcp_pkt *pkt, struct media_rtcp_report *out);
 
+/*
+ * Round-trip time from a receiver's report (RFC 3550 section 6.4.1): the
+ * sender remembers when it sent each SR, keyed by the SR's compact NTP time
+ * (the middle 32 bits, which the receiver echoes as LSR); a report block
+ * then gives round trip = arrival - sent(LSR) - DLSR. Keyed by LSR rather
+ * than computed as now_ntp - LSR - DLSR because a relay re-issues SRs with
+ * the source's NTP time (lip sync needs it), which is another machine's
+ * clock: only our own send and arrival times can be subtracted. A plain
+ * value (embed it, zeroed); the last MEDIA_RTCP_SR_HISTORY SRs are kept.
+ */
+#define MEDIA_RTCP_SR_HISTORY 8
+
+struct media_rtcp_sr_history {
+    uint32_t lsr[MEDIA_RTCP_SR_HISTORY];     /* compact NTP time of each SR sent */
+    uint64_t sent_us[MEDIA_RTCP_SR_HISTORY]; /* when it went out; 0 = empty slot */
+    unsigned next;
+};
+
+/* Notes that an SR with NTP time `ntp` (64-bit) went out at `sent_us` (any clock, > 0). */
+void media_rtcp_sr_sent(struct media_rtcp_sr_history *h, uint64_t ntp, uint64_t sent_us);
+
+/*
+ * The round trip, in microseconds, of a report block's LSR/DLSR that arrived
+ * at `arrival_us` (the clock of media_rtcp_sr_sent()), or -1 when it cannot
+ * be told: LSR 0 (the receiver had no SR yet), an LSR not among the SRs
+ * remembered, or a result more than 1 ms below zero (a clock step, or a
+ * report that lies). Slightly negative results (DLSR is rounded to 1/65536
+ * s) are 0. Pure.
+ */
+int64_t media_rtcp_round_trip_us(const struct media_rtcp_sr_history *h, uint32_t lsr, uint32_t dlsr,
+                                 uint64_t arrival_us);
+
 /* A BYE: the sources leaving and an optional reason (not NUL-terminated, into the packet). */
 struct media_rtcp_bye {
     unsigned count;

@@ -114,6 +114,7 @@ enum {
     MEDIA_MSG_LEG_LINK,
     MEDIA_MSG_LEG_UNLINK,
     MEDIA_MSG_LEG_UPDATE,
+    MEDIA_MSG_LEG_SUMMARY, /* arg = the leg; ptr = the answer to fill, NULL: a baseline only */
 };
 
 /* The smallest datagram worth looking at: a STUN header or a minimal RTCP packet. */
@@ -386,6 +387,7 @@ static void worker_add_leg(struct media_worker *w, struct leg_setup *setup)
     slot->in_use = true;
     slot->id = setup->ice.leg_id;
     slot->last_check_ms = now_ms();
+    slot->baseline_ms = slot->last_check_ms; /* a summary counts from here at first */
     media_audio_monitor_init(&slot->audio, NULL, w->audio_decoder);
     if (relay_leg_init(slot) != 0) {
         relay_leg_free(slot);
@@ -429,6 +431,22 @@ static void worker_update_leg(struct media_worker *w, const struct leg_setup *se
         worker_report(w, MEDIA_EVENT_LEG_REFUSED, l->id, NULL);
     /* The browser checks the new credentials at once; consent starts over from now. */
     l->last_check_ms = now_ms();
+}
+
+/*
+ * A summary request: fills `answer` (when not NULL) with what the leg did since its baseline
+ * and hands it to the owner (found false when the leg is gone), then starts a new baseline.
+ */
+static void worker_leg_summary(struct media_worker *w, uint64_t leg_id,
+                               struct media_leg_summary *answer)
+{
+    struct leg *l = leg_by_id(w, leg_id);
+    if (l)
+        relay_leg_summary(w, l, now_ms(), answer);
+    else if (answer)
+        answer->found = false;
+    if (answer && push_event(w, MEDIA_EVENT_LEG_SUMMARY, leg_id, answer) != 0)
+        free(answer); /* the owner's mailbox is full: lost, like any event then */
 }
 
 static void worker_link(struct media_worker *w, uint64_t a_id, uint64_t b_id)
@@ -771,6 +789,9 @@ static bool worker_read_mailbox(struct media_worker *w)
             worker_update_leg(w, msg.ptr);
             free(msg.ptr);
             break;
+        case MEDIA_MSG_LEG_SUMMARY:
+            worker_leg_summary(w, msg.arg, msg.ptr);
+            break;
         case MEDIA_MSG_LEG_UNLINK: {
             struct leg *l = leg_by_id(w, msg.arg);
             if (l) {
@@ -943,7 +964,7 @@ static void worker_free(struct media_worker *w)
         struct base_msg m;
         while (base_mailbox_pop(w->mailbox, &m))
             if (m.type == MEDIA_MSG_LEG_ADD || m.type == MEDIA_MSG_LEG_LINK ||
-                m.type == MEDIA_MSG_LEG_UPDATE)
+                m.type == MEDIA_MSG_LEG_UPDATE || m.type == MEDIA_MSG_LEG_SUMMARY)
                 free(m.ptr);
     }
     base_mailbox_free(w->mailbox);
@@ -1256,6 +1277,26 @@ int media_engine_unlink(struct media_engine *e, uint64_t leg_id)
         return -EINVAL;
     struct base_msg m = {.type = MEDIA_MSG_LEG_UNLINK, .arg = leg_id};
     return base_mailbox_push(e->workers[index]->mailbox, &m);
+}
+
+int media_engine_leg_summary(struct media_engine *e, uint64_t leg_id, uint64_t request)
+{
+    unsigned index = media_engine_leg_worker(e, leg_id);
+    if (index >= e->worker_count)
+        return -EINVAL;
+    /* The answer is allocated here, on the caller's thread: the worker only fills it. */
+    struct media_leg_summary *answer = NULL;
+    if (request) {
+        answer = calloc(1, sizeof(*answer));
+        if (!answer)
+            return -ENOMEM;
+        answer->request = request;
+    }
+    struct base_msg m = {.type = MEDIA_MSG_LEG_SUMMARY, .arg = leg_id, .ptr = answer};
+    int rc = base_mailbox_push(e->workers[index]->mailbox, &m);
+    if (rc)
+        free(answer);
+    return rc;
 }
 
 int media_engine_leg_release(struct media_engine *e, uint64_t leg_id)

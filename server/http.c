@@ -42,6 +42,8 @@ struct http_session {
     char *req_body;     /* owned */
     size_t req_len;
     bool req_too_large;
+    uint64_t audit_wait;          /* the audit search this connection waits for, 0 none */
+    struct audit_request *answer; /* its answer, headers not yet written (owned) */
 };
 
 struct ws_out {
@@ -94,11 +96,12 @@ static int add_common_headers(struct lws *wsi, unsigned char **p, unsigned char 
 }
 
 /*
- * Sends headers now and queues `body` (copied) for the writable callback.
+ * Sends headers now and queues `body` (copied) for the writable callback;
+ * with a `filename`, the browser saves it as that file.
  * Returns 0, or -1 when the connection must be closed.
  */
-static int respond(struct lws *wsi, struct http_session *hs, unsigned status, const char *ctype,
-                   const char *body, size_t len)
+static int respond_named(struct lws *wsi, struct http_session *hs, unsigned status,
+                         const char *ctype, const char *filename, const char *body, size_t len)
 {
     unsigned char headers[LWS_PRE + HEADER_BUFFER];
     unsigned char *start = headers + LWS_PRE, *p = start, *end = headers + sizeof(headers) - 1;
@@ -109,12 +112,24 @@ static int respond(struct lws *wsi, struct http_session *hs, unsigned status, co
     memcpy(hs->body, body, len);
     hs->len = len;
     hs->sent = 0;
+    char disposition[128];
+    if (filename)
+        snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"", filename);
     if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
         add_common_headers(wsi, &p, end, "no-store") ||
+        (filename && lws_add_http_header_by_name(wsi, (const unsigned char *)"content-disposition:",
+                                                 (const unsigned char *)disposition,
+                                                 (int)strlen(disposition), &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+static int respond(struct lws *wsi, struct http_session *hs, unsigned status, const char *ctype,
+                   const char *body, size_t len)
+{
+    return respond_named(wsi, hs, status, ctype, NULL, body, len);
 }
 
 /*
@@ -279,6 +294,184 @@ static int answer_api(struct lws *wsi, struct http_session *hs)
     return rc;
 }
 
+/* Answers with a JSON error body we own (NULL: out of memory). */
+static int respond_error(struct lws *wsi, struct http_session *hs, unsigned status, char *json)
+{
+    if (!json)
+        return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n");
+    int rc = respond(wsi, hs, status, "application/json", json, strlen(json));
+    free(json);
+    return rc;
+}
+
+static int respond_bad_request(struct lws *wsi, struct http_session *hs, const char *message)
+{
+    return respond_error(wsi, hs, 400, sig_error_reply(NULL, "bad_request", message));
+}
+
+/* Reads the URL's filters into `rq`. Returns 0, or -1 with a sentence in `err`. */
+static int read_audit_args(struct lws *wsi, struct audit_request *rq, char *err, size_t errlen)
+{
+    for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        char arg[512];
+        if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) >= (int)sizeof(arg) ||
+            lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            snprintf(err, errlen, "a URL parameter is longer than %zu bytes", sizeof(arg) - 1);
+            return -1;
+        }
+        char *value = strchr(arg, '=');
+        if (value)
+            *value++ = '\0';
+        else
+            value = arg + strlen(arg);
+        if (rq->export_all && strcmp(arg, "format") == 0) {
+            int format = audit_format_parse(value);
+            if (format < 0) {
+                snprintf(err, errlen, "format is csv, fhir or json");
+                return -1;
+            }
+            rq->format = (enum audit_format)format;
+        } else if (rq->export_all && strcmp(arg, "of") == 0) {
+            if (strcmp(value, "events") != 0 && strcmp(value, "sessions") != 0) {
+                snprintf(err, errlen, "of is events or sessions");
+                return -1;
+            }
+            rq->query.kind = value[0] == 'e' ? AUDIT_QUERY_EVENTS : AUDIT_QUERY_SESSIONS;
+        } else if (!rq->export_all && (strcmp(arg, "format") == 0 || strcmp(arg, "of") == 0)) {
+            snprintf(err, errlen, "%s belongs to /api/audit/export", arg);
+            return -1;
+        } else {
+            int rc = audit_query_set(&rq->query, arg, value, err, errlen);
+            if (rc > 0)
+                snprintf(err, errlen,
+                         "unknown filter \"%.64s\" (filters: clinic, doctor, patient, "
+                         "consultation, type, outcome, end_reason, from, to, cursor, limit)",
+                         arg);
+            if (rc != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * GET /api/audit/sessions, /api/audit/events (a page of JSON) and
+ * /api/audit/export (a file): admins only, within their clinics. The search
+ * runs on the audit reader thread; the answer comes back through the inbox
+ * (srv_http_audit_answer), so this thread never waits on the database.
+ */
+static int serve_audit(struct lws *wsi, struct http_session *hs, const char *uri)
+{
+    struct srv_state *st = state_of(wsi);
+    enum audit_query_kind kind = AUDIT_QUERY_EVENTS;
+    bool export_all = false;
+    if (strcmp(uri, "/api/audit/sessions") == 0)
+        kind = AUDIT_QUERY_SESSIONS;
+    else if (strcmp(uri, "/api/audit/export") == 0)
+        export_all = true;
+    else if (strcmp(uri, "/api/audit/events") != 0)
+        return respond_not_found(wsi, hs);
+    char address[64], auth[256] = "", what[64], *error = NULL;
+    peer_address(wsi, address, sizeof(address));
+    const char *bearer = NULL;
+    if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) > 7 &&
+        strncmp(auth, "Bearer ", 7) == 0)
+        bearer = auth + 7;
+    snprintf(what, sizeof(what), "GET %s", uri);
+    struct sig_audit_reader who;
+    int denied =
+        sig_hub_http_audit_access(st->hub, bearer, what, address, base_now_ms(), &who, &error);
+    OPENSSL_cleanse(auth, sizeof(auth));
+    if (denied)
+        return respond_error(wsi, hs, (unsigned)denied, error);
+    struct audit_request *rq = calloc(1, sizeof(*rq));
+    if (!rq)
+        return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n");
+    audit_query_init(&rq->query, kind);
+    rq->export_all = export_all;
+    rq->format = AUDIT_FORMAT_JSON;
+    snprintf(rq->actor_role, sizeof(rq->actor_role), "admin");
+    snprintf(rq->actor_id, sizeof(rq->actor_id), "%s", who.username);
+    snprintf(rq->source, sizeof(rq->source), "%s", address);
+    rq->query.all_clinics = who.all_clinics;
+    for (unsigned i = 0; i < who.clinic_count && i < AUDIT_SCOPE_MAX; i++)
+        snprintf(rq->query.scope[rq->query.scope_count++], AUDIT_ID_MAX, "%s", who.clinics[i]);
+    char err[256];
+    if (read_audit_args(wsi, rq, err, sizeof(err)) != 0) {
+        audit_request_free(rq);
+        return respond_bad_request(wsi, hs, err);
+    }
+    /* Asking for a clinic outside one's scope is refused outright, and audited. */
+    bool in_scope = rq->query.all_clinics || !rq->query.clinic[0];
+    for (unsigned i = 0; !in_scope && i < rq->query.scope_count; i++)
+        in_scope = strcmp(rq->query.scope[i], rq->query.clinic) == 0;
+    if (!in_scope) {
+        struct audit_event ev = {.type = "access_denied",
+                                 .actor_role = "admin",
+                                 .actor_id = who.username,
+                                 .clinic = rq->query.clinic,
+                                 .outcome = "denied",
+                                 .source = address,
+                                 .detail_json = "{\"request\":\"audit search outside the admin's "
+                                                "clinics\"}"};
+        if (audit_writer_append(st->audit, &ev) != 0)
+            st->audit_dropped++;
+        audit_request_free(rq);
+        return respond_error(wsi, hs, 403,
+                             sig_error_reply(NULL, "forbidden", "no access to that clinic"));
+    }
+    struct srv_audit_wait *slot = NULL;
+    for (unsigned i = 0; i < SRV_AUDIT_WAITS && !slot; i++)
+        if (!st->audit_waits[i].id)
+            slot = &st->audit_waits[i];
+    rq->id = ++st->audit_request_seq;
+    if (!slot || !st->audit_reader || audit_reader_submit(st->audit_reader, rq) != 0) {
+        audit_request_free(rq);
+        return respond_error(
+            wsi, hs, HTTP_STATUS_SERVICE_UNAVAILABLE,
+            sig_error_reply(NULL, "busy", "too many audit searches at once; try again shortly"));
+    }
+    slot->id = st->audit_request_seq;
+    slot->wsi = wsi;
+    hs->audit_wait = slot->id;
+    /* A large export takes a while; the connection is not idle meanwhile. */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, 120);
+    return 0;
+}
+
+void srv_http_audit_answer(struct srv_state *st, struct audit_request *rq)
+{
+    struct lws *wsi = NULL;
+    for (unsigned i = 0; i < SRV_AUDIT_WAITS; i++)
+        if (st->audit_waits[i].id == rq->id) {
+            wsi = st->audit_waits[i].wsi;
+            st->audit_waits[i].id = 0;
+            st->audit_waits[i].wsi = NULL;
+            break;
+        }
+    struct http_session *hs = wsi ? lws_wsi_user(wsi) : NULL;
+    if (!hs) {
+        audit_request_free(rq); /* the connection closed while it was searched */
+        return;
+    }
+    hs->audit_wait = 0;
+    audit_request_free(hs->answer);
+    hs->answer = rq;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    lws_callback_on_writable(wsi);
+}
+
+/* Writes an audit answer's headers (the body follows on the next writable callbacks). */
+static int send_audit_answer(struct lws *wsi, struct http_session *hs)
+{
+    struct audit_request *rq = hs->answer;
+    hs->answer = NULL;
+    int rc = respond_named(wsi, hs, rq->status, rq->content_type, rq->filename,
+                           rq->body ? rq->body : "", rq->body ? rq->len : 0);
+    audit_request_free(rq);
+    return rc;
+}
+
 /* Routes one HTTP request; `uri` is the path as lws decoded it. */
 static int route(struct lws *wsi, struct http_session *hs, const char *uri)
 {
@@ -311,6 +504,8 @@ static int route(struct lws *wsi, struct http_session *hs, const char *uri)
         return serve_readyz(wsi, hs);
     if (strcmp(uri, "/metrics") == 0)
         return serve_metrics(wsi, hs);
+    if (strncmp(uri, "/api/audit/", 11) == 0)
+        return serve_audit(wsi, hs, uri);
     if (strcmp(uri, "/ws") == 0)
         return respond_text(wsi, hs, HTTP_STATUS_BAD_REQUEST,
                             "/ws speaks WebSocket (subprotocol " SIG_SUBPROTOCOL ") only\n");
@@ -348,6 +543,8 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             return answer_api(wsi, hs) ? -1 : 0;
         break;
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (hs->answer)
+            return send_audit_answer(wsi, hs) ? -1 : 0;
         return write_body_chunk(wsi, hs);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -357,6 +554,13 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             hs->body = NULL;
             free(hs->req_body);
             hs->req_body = NULL;
+            audit_request_free(hs->answer);
+            hs->answer = NULL;
+            st = state_of(wsi);
+            for (unsigned i = 0; hs->audit_wait && i < SRV_AUDIT_WAITS; i++)
+                if (st->audit_waits[i].id == hs->audit_wait) /* its answer will be dropped */
+                    st->audit_waits[i].id = 0;
+            hs->audit_wait = 0;
         }
         break;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
         return sig_user_command(argc - 1, argv + 1, data_dir ? data_dir : "data", stdout, stderr);
     }
     if (argc > 1 && strcmp(argv[1], "audit") == 0)
-        return audit_verify_main(argc - 2, argv + 2, stdout, stderr);
+        return audit_main(argc - 2, argv + 2, stdout, stderr);
     if (srv_config_from_command_line(&cfg, argc, argv, 1, environ, &action, err, sizeof(err))) {
         fprintf(stderr, "tabib: %s\n", err);
         return 2;

@@ -9,8 +9,9 @@
  *
  * Stop order (SIGTERM/SIGINT): refuse new connections, ask WebSockets to
  * close ("going away"), wait up to shutdown_grace_ms for them, stop the
- * media workers, record "server_stopped" and stop the audit writer (which
- * commits what is queued), then tear down the HTTP loop.
+ * media workers (and hand the hub the media summaries they answered last),
+ * record "server_stopped" and stop the audit writer (which commits what is
+ * queued), then tear down the HTTP loop.
  */
 #include "state.h"
 
@@ -167,11 +168,17 @@ void srv_on_wakeup(struct srv_state *st)
     while (base_mailbox_pop(st->inbox, &msg)) {
         if (msg.type == BASE_MSG_PROBE_REPLY) {
             handle_probe_reply(st, &msg);
+        } else if (msg.type == AUDIT_MSG_ANSWER) {
+            srv_http_audit_answer(st, msg.ptr);
         } else if (msg.type == MEDIA_EVENT_LEG_AUDIO) {
             const struct media_audio_event *ev = msg.ptr;
             if (st->hub)
                 sig_hub_media_audio(st->hub, msg.arg, ev->state, ev->state_changed, ev->level,
                                     base_now_ms());
+            free(msg.ptr);
+        } else if (msg.type == MEDIA_EVENT_LEG_SUMMARY) {
+            if (st->hub)
+                sig_hub_media_summary(st->hub, msg.arg, msg.ptr);
             free(msg.ptr);
         } else if (msg.type >= MEDIA_EVENT_LEG_NOMINATED && msg.type <= MEDIA_EVENT_LEG_FLOWING) {
             handle_media_event(st, &msg);
@@ -242,6 +249,30 @@ static void hub_media_release(void *ctx, uint64_t leg)
         media_engine_leg_release(st->media, leg);
 }
 
+static int hub_media_leg_summary(void *ctx, uint64_t leg, uint64_t request)
+{
+    struct srv_state *st = ctx;
+    return st->media ? media_engine_leg_summary(st->media, leg, request) : -ESHUTDOWN;
+}
+
+/*
+ * After the workers stopped: what they reported last and nobody read. Media
+ * summaries go to the hub while it and the audit writer are still there
+ * (`to_hub`); the rest is only freed (the participants are leaving).
+ */
+static void drain_inbox(struct srv_state *st, bool to_hub)
+{
+    struct base_msg msg;
+    while (base_mailbox_pop(st->inbox, &msg)) {
+        if (msg.type == MEDIA_EVENT_LEG_SUMMARY && to_hub && st->hub)
+            sig_hub_media_summary(st->hub, msg.arg, msg.ptr);
+        if (msg.type == MEDIA_EVENT_LEG_AUDIO || msg.type == MEDIA_EVENT_LEG_SUMMARY)
+            free(msg.ptr);
+        else if (msg.type == AUDIT_MSG_ANSWER) /* its asker is gone with the connections */
+            audit_request_free(msg.ptr);
+    }
+}
+
 /*
  * On a fresh data dir, creates the first admin and shows its password once on
  * standard output (never in the log, never on disk).
@@ -262,6 +293,14 @@ static int announce_first_admin(struct srv_state *st)
         fflush(stdout);
         log_info(st->log, "server", "created the first admin account",
                  LOG_STR("username", "admin"));
+        struct audit_event ev = {
+            .type = "user_added",
+            .actor_role = "system",
+            .outcome = "ok",
+            .detail_json =
+                "{\"username\":\"admin\",\"role\":\"admin\",\"clinics\":\"all\",\"first\":true}"};
+        if (audit_writer_append(st->audit, &ev) != 0)
+            st->audit_dropped++;
     }
     OPENSSL_cleanse(password, sizeof(password));
     return 0;
@@ -385,6 +424,11 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
         log_error(log, "server", "cannot start the audit writer", LOG_STR("error", err));
         goto out;
     }
+    st.audit_reader = audit_reader_start(cfg->data_dir, st.audit, st.inbox, log, err, sizeof(err));
+    if (!st.audit_reader) {
+        log_error(log, "server", "cannot start the audit reader", LOG_STR("error", err));
+        goto out;
+    }
     struct media_engine_config mcfg = {
         .bind_host = cfg->listen_host,
         .base_port = cfg->media_port,
@@ -420,6 +464,7 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
     io.media_link = hub_media_link;
     io.media_unlink = hub_media_unlink;
     io.media_release = hub_media_release;
+    io.media_leg_summary = hub_media_leg_summary;
     st.hub = sig_hub_new(&st.hub_cfg, st.accounts, &io, log);
     if (!st.hub) {
         log_error(log, "server", "out of memory");
@@ -468,11 +513,21 @@ out:
      * must be gone before it is. The hub's media calls see st.media NULL from here. */
     media_engine_stop(st.media);
     st.media = NULL;
+    /* The consultations ended at "stopping" asked for their media summaries; the answers are
+     * in the inbox now (the workers are joined), or were lost to a full one. Either way each
+     * participant gets its media_summary event while the audit writer is there. Ended from
+     * here on, a consultation's summary fails at once (the engine is gone: -ESHUTDOWN). */
+    if (st.inbox && st.hub) {
+        drain_inbox(&st, true);
+        sig_hub_media_summary_flush(st.hub);
+    }
     /* Closes what is left; the hub hears each close and audits it, so the audit
      * writer must still be there. */
     if (st.lws)
         lws_context_destroy(st.lws);
     st.lws = NULL;
+    audit_reader_stop(st.audit_reader); /* it records searches: before the writer stops */
+    st.audit_reader = NULL;
     if (st.audit) {
         snprintf(detail, sizeof(detail), "{\"status\":%d}", status);
         audit_writer_record(st.audit, "server_stopped", detail);
@@ -482,12 +537,8 @@ out:
     sig_hub_free(st.hub);
     sig_accounts_close(st.accounts);
     lws_log_target = NULL;
-    if (st.inbox) { /* events the workers sent after the last wake-up */
-        struct base_msg msg;
-        while (base_mailbox_pop(st.inbox, &msg))
-            if (msg.type == MEDIA_EVENT_LEG_AUDIO)
-                free(msg.ptr);
-    }
+    if (st.inbox) /* events the workers sent after the last wake-up */
+        drain_inbox(&st, false);
     base_mailbox_free(st.inbox);
     free(st.health);
     if (status == 0)

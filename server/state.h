@@ -21,6 +21,7 @@
 /* A thread is "up" while its last probe reply is younger than this. */
 #define SRV_PROBE_INTERVAL_MS 1000
 #define SRV_PROBE_STALE_MS    3000
+#define SRV_AUDIT_WAITS       64 /* audit searches in flight at once */
 
 struct ws_session;
 
@@ -36,6 +37,13 @@ struct srv_state {
     struct lws_context *lws;
     struct base_mailbox *inbox; /* to this thread; woken with lws_cancel_service */
     struct audit_writer *audit;
+    struct audit_reader *audit_reader; /* admins' searches and exports */
+    uint64_t audit_request_seq;
+    /* Searches waiting for the reader's answer: which connection asked. */
+    struct srv_audit_wait {
+        uint64_t id; /* 0 = free */
+        struct lws *wsi;
+    } audit_waits[SRV_AUDIT_WAITS];
     struct media_engine *media;
     struct sig_accounts *accounts;
     struct sig_hub *hub;
@@ -76,6 +84,9 @@ const struct lws_protocols *srv_http_protocols(void);
 
 /* http.c: fills the callbacks through which the hub sends, closes and audits. */
 void srv_http_hub_io(struct srv_state *st, struct sig_hub_io *io);
+
+/* http.c: sends the reader's answer to the connection that asked, if still open; takes `rq`. */
+void srv_http_audit_answer(struct srv_state *st, struct audit_request *rq);
 
 /* http.c: asks every open WebSocket to close with "going away". */
 void srv_http_close_all(struct srv_state *st);

@@ -77,6 +77,9 @@ struct consultation {
     uint64_t patient_leg;    /* the patient's media leg, 0 none */
     unsigned leg_placement;  /* where it was placed: the doctor's leg goes there too */
     int64_t media_lost_ms;   /* a participant's leg ended during the consultation, 0 none */
+    uint64_t baselined[2];   /* the patient's and doctor's legs whose media summary interval
+                                this consultation started, 0 none */
+    bool summarised;         /* its participants' media summaries were asked for */
     unsigned sent_position;  /* the last position told to the patient */
     int64_t sent_estimate_s;
 };
@@ -91,6 +94,18 @@ struct staff {
     struct consultation *current;
     uint64_t leg;                    /* the doctor's media leg, 0 none; it lives across patients */
     char token[SIG_TOKEN_CHARS + 1]; /* the session in use, checked at each request */
+};
+
+/* A media summary asked for at the end of a consultation, until the relay answers. */
+struct summary_wait {
+    struct summary_wait *next;
+    uint64_t token; /* the request given to io.media_leg_summary, never 0 */
+    uint64_t leg;
+    char consultation[24];
+    char clinic[SIG_ID_MAX];
+    const char *role;                  /* "patient" or "doctor" (static) */
+    char actor[SIG_USERNAME_MAX + 24]; /* the patient's consultation id, or the doctor's name */
+    char source[ADDRESS_MAX];          /* their connection's address, "" when disconnected */
 };
 
 struct throttle {
@@ -110,6 +125,8 @@ struct sig_hub {
     struct consultation *consultations;
     struct staff *staff;
     uint64_t next_seq;
+    struct summary_wait *summaries; /* media summaries awaited, newest first */
+    uint64_t next_summary_token;
     int64_t now_ms; /* of the event being handled */
     struct throttle throttle[THROTTLE_SLOTS];
     struct sig_hub_stats stats;
@@ -510,6 +527,103 @@ static void media_release(struct sig_hub *hub, uint64_t *leg)
 }
 
 /*
+ * The media summary's interval starts now for the consultation's legs it has
+ * not counted yet: a patient's self-test and a doctor's earlier patients are
+ * not this consultation's. A leg kept across a renegotiation keeps counting.
+ */
+static void media_count_from_now(struct sig_hub *hub, struct consultation *c)
+{
+    uint64_t legs[2] = {c->patient_leg, c->doctor ? c->doctor->leg : 0};
+    for (unsigned i = 0; i < 2 && hub->io.media_leg_summary; i++) {
+        if (!legs[i] || legs[i] == c->baselined[i])
+            continue;
+        c->baselined[i] = legs[i];
+        /* A full mailbox only lets a little more into the interval: nothing to undo. */
+        hub->io.media_leg_summary(hub->io.ctx, legs[i], 0);
+    }
+}
+
+/* Rounds a non-negative figure to two decimals for the audit detail (negative ones: as is). */
+static double two_decimals(double x)
+{
+    return x < 0 ? x : (double)(int64_t)(x * 100.0 + 0.5) / 100.0;
+}
+
+/* Records the media_summary event of one participant; `detail` is taken. */
+static void record_summary(struct sig_hub *hub, const struct summary_wait *sw, const char *outcome,
+                           json_t *detail)
+{
+    /* Nine significant digits print the two-decimal figures exactly (0.23, not 0.2300000001). */
+    char *text = detail ? json_dumps(detail, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    struct audit_event ev = {
+        .type = "media_summary",
+        .actor_role = sw->role,
+        .actor_id = sw->actor,
+        .clinic = sw->clinic,
+        .consultation = sw->consultation,
+        .outcome = outcome,
+        .source = sw->source[0] ? sw->source : NULL,
+        .detail_json = text,
+    };
+    if (hub->io.audit)
+        hub->io.audit(hub->io.ctx, &ev);
+    free(text);
+    json_decref(detail);
+}
+
+/*
+ * Asks the relay what one participant's leg did during the consultation that
+ * is ending (its answer comes through sig_hub_media_summary()); when the
+ * question cannot be asked, the failed event is recorded at once.
+ */
+static void media_summary_request(struct sig_hub *hub, const struct consultation *c,
+                                  bool doctor_side)
+{
+    struct summary_wait sw = {.role = doctor_side ? "doctor" : "patient"};
+    const struct conn *conn = doctor_side ? c->doctor->conn : c->patient;
+    sw.leg = doctor_side ? c->doctor->leg : c->patient_leg;
+    snprintf(sw.consultation, sizeof(sw.consultation), "%s", c->id);
+    snprintf(sw.clinic, sizeof(sw.clinic), "%s", c->clinic->cfg->id);
+    snprintf(sw.actor, sizeof(sw.actor), "%s", doctor_side ? c->doctor->user.username : c->id);
+    snprintf(sw.source, sizeof(sw.source), "%s", conn ? conn->address : "");
+    if (!sw.leg) { /* never had one, or it ended during the consultation and was released */
+        record_summary(hub, &sw, "failed",
+                       json_pack("{s:s}", "leg", c->baselined[doctor_side] ? "gone" : "none"));
+        return;
+    }
+    sw.token = ++hub->next_summary_token;
+    struct summary_wait *kept = malloc(sizeof(*kept));
+    int rc = kept ? hub->io.media_leg_summary(hub->io.ctx, sw.leg, sw.token) : -ENOMEM;
+    if (rc != 0) {
+        free(kept);
+        const char *why = rc == -ESHUTDOWN ? "server_shutdown"
+                          : rc == -EAGAIN  ? "relay_busy"
+                          : rc == -ENOMEM  ? "out_of_memory"
+                                           : "error";
+        record_summary(hub, &sw, "failed", json_pack("{s:s, s:s}", "leg", "gone", "reason", why));
+        return;
+    }
+    *kept = sw;
+    kept->next = hub->summaries;
+    hub->summaries = kept;
+}
+
+/*
+ * Both participants' media summaries of a consultation that was in progress
+ * (`was`) and is ending, once, before its legs are unlinked, released or
+ * handed on (the worker takes the requests in that order).
+ */
+static void media_summaries(struct sig_hub *hub, struct consultation *c, enum sig_state was)
+{
+    if (was != SIG_STATE_IN_CONSULTATION || c->summarised || !hub->io.media_leg_summary)
+        return;
+    c->summarised = true;
+    media_summary_request(hub, c, false);
+    if (c->doctor)
+        media_summary_request(hub, c, true);
+}
+
+/*
  * Starts the relay of a consultation in progress once both legs exist. Legs
  * of one clinic share a worker; a doctor whose leg was placed for another
  * clinic is asked to offer again, which places it with this patient.
@@ -517,8 +631,10 @@ static void media_release(struct sig_hub *hub, uint64_t *leg)
 static void media_connect(struct sig_hub *hub, struct consultation *c)
 {
     struct staff *d = c->doctor;
-    if (!hub->io.media_link || c->state != SIG_STATE_IN_CONSULTATION || !c->patient_leg || !d ||
-        !d->leg)
+    if (c->state != SIG_STATE_IN_CONSULTATION)
+        return;
+    media_count_from_now(hub, c); /* each leg as it joins, linked yet or not */
+    if (!hub->io.media_link || !c->patient_leg || !d || !d->leg)
         return;
     if (hub->io.media_link(hub->io.ctx, c->patient_leg, d->leg) == -EXDEV && d->conn)
         send_json(hub, d->conn,
@@ -578,6 +694,7 @@ static void end_consultation(struct sig_hub *hub, struct consultation *c,
                   (json_int_t)(((c->called_ms ? c->called_ms : hub->now_ms) - c->joined_ms) / 1000),
                   "duration_s", (json_int_t)(duration / 1000), "doctor",
                   c->doctor ? c->doctor->user.username : NULL));
+    media_summaries(hub, c, was);
     if (was == SIG_STATE_IN_CONSULTATION)
         media_disconnect(hub, c);
     media_release(hub, &c->patient_leg);
@@ -1289,7 +1406,9 @@ static void on_transfer(struct sig_hub *hub, struct request *rq)
     memcpy(moved->resume_hash, c->resume_hash, sizeof(moved->resume_hash));
     memset(c->resume_hash, 0, sizeof(c->resume_hash));
     moved->ready = c->ready;
-    /* The patient's media leg goes along: they keep their camera and connection. */
+    /* The patient's media leg goes along: they keep their camera and connection. What it did
+     * in this consultation is summed up before it leaves. */
+    media_summaries(hub, c, c->state);
     if (c->state == SIG_STATE_IN_CONSULTATION)
         media_disconnect(hub, c);
     moved->patient_leg = c->patient_leg;
@@ -1305,6 +1424,8 @@ static void on_transfer(struct sig_hub *hub, struct request *rq)
     reply(hub, rq,
           json_pack("{s:s, s:s, s:s, s:s}", "type", "transferred", "consultation", c->id,
                     "new_consultation", moved->id, "clinic", target->cfg->id));
+    char from_id[sizeof(c->id)];
+    memcpy(from_id, c->id, sizeof(from_id)); /* for the audit: `c` is gone after its end */
     end_consultation(hub, c, SIG_END_TRANSFERRED, rq->conn);
     if (patient) {
         unsigned pos = position_of(hub, moved);
@@ -1318,7 +1439,10 @@ static void on_transfer(struct sig_hub *hub, struct request *rq)
                             "estimated_wait_s", estimate_json(est)));
     }
     audit(hub, rq->conn, "queue_joined", "ok", moved, NULL,
-          json_pack("{s:s, s:s}", "name", moved->name, "via", "transfer"));
+          json_pack("{s:s, s:s?, s:s, s:s, s:s}", "name", moved->name, "patient_ref",
+                    moved->patient_ref[0] ? moved->patient_ref : NULL, "priority",
+                    moved->priority ? "urgent" : "routine", "via", "transfer", "from_consultation",
+                    from_id));
     media_self_test(hub, moved);
     clinic_changed(hub, target);
 }
@@ -1543,6 +1667,56 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
                                        : "media_connected",
           event == SIG_MEDIA_ENDED ? "failed" : "ok", serving, NULL,
           json_pack("{s:s, s:s?}", "state", state, "reason", reason));
+}
+
+/* One kind of media of a summary as audit detail; null when the kind was not negotiated. */
+static json_t *summary_stream_json(const struct media_leg_stream_summary *k)
+{
+    if (!k->active)
+        return json_null();
+    return json_pack(
+        "{s:s, s:{s:I, s:I, s:I, s:f}, s:{s:I, s:I, s:o, s:o}}", "codec", k->codec, "received",
+        "packets", (json_int_t)k->packets_received, "bytes", (json_int_t)k->bytes_received, "lost",
+        (json_int_t)k->packets_lost, "jitter_ms", two_decimals(k->jitter_ms), "sent", "packets",
+        (json_int_t)k->packets_sent, "bytes", (json_int_t)k->bytes_sent, "peer_reported_lost",
+        k->peer_reported ? json_integer((json_int_t)k->peer_lost) : json_null(),
+        "peer_fraction_lost_pct",
+        k->peer_reported ? json_real(two_decimals(k->peer_fraction_lost_pct)) : json_null());
+}
+
+void sig_hub_media_summary(struct sig_hub *hub, uint64_t leg, const struct media_leg_summary *s)
+{
+    struct summary_wait **p = &hub->summaries;
+    while (*p && (*p)->token != s->request)
+        p = &(*p)->next;
+    if (!*p || (*p)->leg != leg)
+        return; /* not ours (a baseline is never answered) */
+    struct summary_wait *sw = *p;
+    *p = sw->next;
+    if (!s->found) {
+        record_summary(hub, sw, "failed", json_pack("{s:s}", "leg", "gone"));
+    } else {
+        json_t *rtt = s->rtt_ms >= 0 ? json_real(two_decimals(s->rtt_ms)) : json_integer(-1);
+        record_summary(
+            hub, sw, "ok",
+            json_pack("{s:f, s:o, s:o, s:o, s:{s:s, s:s, s:s?, s:i}}", "duration_s",
+                      (double)(s->duration_ms / 100) / 10.0, "audio",
+                      summary_stream_json(&s->audio), "video", summary_stream_json(&s->video),
+                      "rtt_ms", rtt, "ice", "protocol", s->protocol, "type", s->candidate_type,
+                      "remote", s->remote[0] ? s->remote : NULL, "local_port", (int)s->local_port));
+    }
+    free(sw);
+}
+
+void sig_hub_media_summary_flush(struct sig_hub *hub)
+{
+    while (hub->summaries) {
+        struct summary_wait *sw = hub->summaries;
+        hub->summaries = sw->next;
+        record_summary(hub, sw, "failed",
+                       json_pack("{s:s, s:s}", "leg", "gone", "reason", "no_answer"));
+        free(sw);
+    }
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1974,6 +2148,11 @@ void sig_hub_free(struct sig_hub *hub)
         hub->conns = c->next;
         free(c);
     }
+    while (hub->summaries) {
+        struct summary_wait *sw = hub->summaries;
+        hub->summaries = sw->next;
+        free(sw);
+    }
     free(hub->clinics);
     free(hub);
 }
@@ -1990,4 +2169,62 @@ void sig_hub_get_stats(const struct sig_hub *hub, struct sig_hub_stats *out)
     }
     for (unsigned i = 0; i < hub->cfg.clinic_count; i++)
         out->doctors_on_duty += hub->clinics[i].on_duty;
+}
+
+int sig_hub_http_audit_access(struct sig_hub *hub, const char *bearer, const char *what,
+                              const char *address, int64_t now_ms, struct sig_audit_reader *who,
+                              char **error)
+{
+    hub->now_ms = now_ms;
+    memset(who, 0, sizeof(*who));
+    json_t *detail = json_pack("{s:s}", "request", what);
+    char *detail_text = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+    json_decref(detail);
+    struct audit_event ev = {.type = "access_denied",
+                             .actor_role = "anonymous",
+                             .outcome = "denied",
+                             .source = address,
+                             .detail_json = detail_text};
+    struct sig_user user;
+    int status = 0;
+    if (bearer && hub->accounts &&
+        sig_accounts_session(hub->accounts, bearer, base_wall_ms(), &user) == 0) {
+        if (user.role == SIG_ROLE_ADMIN) {
+            snprintf(who->username, sizeof(who->username), "%s", user.username);
+            who->all_clinics = user.all_clinics;
+            for (unsigned i = 0; i < user.clinic_count && i < 32; i++)
+                snprintf(who->clinics[who->clinic_count++], sizeof(who->clinics[0]), "%s",
+                         user.clinics[i]);
+        } else {
+            ev.actor_role = sig_role_name(user.role);
+            ev.actor_id = user.username;
+            status = 403;
+        }
+    } else {
+        /* A patient's credential is the resume token of their consultation. */
+        unsigned char hash[32];
+        struct consultation *c = NULL;
+        if (bearer) {
+            sha256(bearer, hash);
+            for (c = hub->consultations; c; c = c->next)
+                if (CRYPTO_memcmp(c->resume_hash, hash, 32) == 0)
+                    break;
+        }
+        if (c) {
+            ev.actor_role = "patient";
+            ev.actor_id = c->id;
+            ev.clinic = c->clinic->cfg->id;
+            ev.consultation = c->id;
+        }
+        status = c ? 403 : 401;
+    }
+    if (status && hub->io.audit)
+        hub->io.audit(hub->io.ctx, &ev);
+    free(detail_text);
+    if (status == 401)
+        *error = sig_error_reply(NULL, "unauthorized",
+                                 "sign in as an admin and send Authorization: Bearer <token>");
+    else if (status == 403)
+        *error = sig_error_reply(NULL, "forbidden", "only admins may read the audit log");
+    return status;
 }

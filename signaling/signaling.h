@@ -19,6 +19,7 @@
 #include "accounts.h"
 #include "audit.h"
 #include "base.h"
+#include "media.h"
 
 /* The WebSocket subprotocol browsers must ask for. */
 #define SIG_SUBPROTOCOL "tabib.v1"
@@ -146,6 +147,14 @@ struct sig_hub_io {
     void (*media_unlink)(void *ctx, uint64_t leg);
     /* End a leg. */
     void (*media_release)(void *ctx, uint64_t leg);
+    /*
+     * Ask what a leg did since its previous request (or its creation) and start a new
+     * baseline; `request` 0 only starts the baseline. A non-zero `request` is answered later,
+     * once, through sig_hub_media_summary(). Returns 0, or a negative errno when nothing
+     * will come: -ESHUTDOWN (the relay has stopped), -EAGAIN, -ENOMEM, -EINVAL. NULL: the hub
+     * records no media summaries.
+     */
+    int (*media_leg_summary)(void *ctx, uint64_t leg, uint64_t request);
 };
 
 /* What the media relay reports about a leg (see sig_hub_media_event()). */
@@ -197,6 +206,23 @@ void sig_hub_media_event(struct sig_hub *hub, uint64_t leg, enum sig_media_event
 void sig_hub_media_audio(struct sig_hub *hub, uint64_t leg, const char *state, bool state_changed,
                          unsigned level, int64_t now_ms);
 
+/*
+ * The media relay's answer to a summary the hub asked for when a consultation
+ * ended (`s->request` is the hub's token; borrowed). Records the audit event
+ * `media_summary` for that participant: outcome "ok" with the figures, or
+ * "failed" with {"leg":"gone"} when the relay no longer had the leg. An
+ * unknown token is ignored.
+ */
+void sig_hub_media_summary(struct sig_hub *hub, uint64_t leg, const struct media_leg_summary *s);
+
+/*
+ * Records every media summary still awaited as "failed" ({"leg":"gone",
+ * "reason":"no_answer"}) and forgets it. For the server once the media
+ * engine has stopped and its last answers were handed over: an answer lost
+ * to a full mailbox never comes, and each participant still gets one event.
+ */
+void sig_hub_media_summary_flush(struct sig_hub *hub);
+
 /* Expires grace periods; call about once a second. */
 void sig_hub_tick(struct sig_hub *hub, int64_t now_ms);
 
@@ -213,6 +239,25 @@ char *sig_hub_http_login(struct sig_hub *hub, const char *body, size_t len, cons
                          int64_t now_ms, int *status);
 char *sig_hub_http_appointment(struct sig_hub *hub, const char *bearer, const char *body,
                                size_t len, const char *address, int64_t now_ms, int *status);
+
+/* An admin cleared to read the audit log, and over which clinics. */
+struct sig_audit_reader {
+    char username[64];
+    bool all_clinics;
+    unsigned clinic_count;
+    char clinics[32][64];
+};
+
+/*
+ * Clears a read of the audit log (`what`, e.g. "GET /api/audit/sessions")
+ * for the holder of `bearer`. Returns 0 with `who` filled for an admin.
+ * Otherwise returns the HTTP status, 401 (no valid token) or 403 (a doctor's
+ * session, or a patient's resume token: only admins read the log), with a
+ * JSON error body in *error (free with free()); the denial is audited.
+ */
+int sig_hub_http_audit_access(struct sig_hub *hub, const char *bearer, const char *what,
+                              const char *address, int64_t now_ms, struct sig_audit_reader *who,
+                              char **error);
 
 struct sig_hub_stats {
     unsigned connections;

@@ -14,6 +14,7 @@
  * that held one are wiped before they go.
  */
 #include "accounts.h"
+#include "audit.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -23,7 +24,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <pwd.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include <openssl/crypto.h>
 
@@ -365,6 +369,35 @@ static void clinics_text(const struct sig_user *u, char *out)
         strcpy(out, "-");
 }
 
+/*
+ * Records an account change in the audit log, as done by the system user
+ * who ran the command. The change is already made; if the log cannot take
+ * it, say so loudly and fail, so that a script notices.
+ */
+static int record_account_change(const char *dir, const char *type, const char *username,
+                                 const char *role, const char *clinics, FILE *errout)
+{
+    struct passwd *pw = getpwuid(getuid());
+    json_t *d =
+        json_pack("{s:s, s:s?, s:s?}", "username", username, "role", role, "clinics", clinics);
+    char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    struct audit_event ev = {.type = type,
+                             .actor_role = "operator",
+                             .actor_id = pw ? pw->pw_name : "unknown",
+                             .outcome = "ok",
+                             .detail_json = detail};
+    char err[512];
+    int rc = detail ? audit_append_once(dir, &ev, err, sizeof(err)) : -1;
+    if (!detail)
+        snprintf(err, sizeof(err), "out of memory");
+    free(detail);
+    if (rc != 0)
+        return failure(errout, "the change was made but could not be recorded in the audit log: %s",
+                       err);
+    return 0;
+}
+
 static int command_add(const struct user_args *a, const char *dir, FILE *out, FILE *errout)
 {
     enum sig_role role = strcmp(a->role, "doctor") == 0  ? SIG_ROLE_DOCTOR
@@ -412,7 +445,8 @@ static int command_add(const struct user_args *a, const char *dir, FILE *out, FI
             snprintf(text, sizeof(text), "%s", a->clinics);
         fprintf(out, "added %s \"%s\" (clinics %s)\n", a->role, a->name, text);
     }
-    status = 0;
+    status = record_account_change(dir, "user_added", a->name, a->role, n == 0 ? "all" : a->clinics,
+                                   errout);
 out:
     sig_accounts_close(acc);
     return status;
@@ -493,7 +527,7 @@ static int command_disable(const struct user_args *a, const char *dir, FILE *out
     if (rc)
         return failure(errout, "cannot disable \"%s\": %s", a->name, strerror(-rc));
     fprintf(out, "disabled \"%s\"; its sessions are ended\n", a->name);
-    return 0;
+    return record_account_change(dir, "user_disabled", a->name, NULL, NULL, errout);
 }
 
 static int command_passwd(const struct user_args *a, const char *dir, FILE *out, FILE *errout)
@@ -517,7 +551,7 @@ static int command_passwd(const struct user_args *a, const char *dir, FILE *out,
         goto out;
     }
     fprintf(out, "changed the password of \"%s\"; its sessions are ended\n", a->name);
-    status = 0;
+    status = record_account_change(dir, "password_changed", a->name, NULL, NULL, errout);
 out:
     sig_accounts_close(acc);
     return status;

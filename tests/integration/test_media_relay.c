@@ -10,7 +10,9 @@
  * refused; a Binding request with a bad MESSAGE-INTEGRITY gets no answer;
  * garbage and truncated STUN/DTLS/RTP/RTCP datagrams are counted and
  * dropped while media keeps flowing; a silent leg ends after the consent
- * timeout and both the participant and /metrics say so.
+ * timeout and both the participant and /metrics say so; a consultation that
+ * ends (by the doctor, or at the server's shutdown) leaves one media_summary
+ * audit event per participant in the server's audit.db.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -167,6 +169,7 @@ static char *offer_answer(struct tc_ws *ws, struct tp_peer *peer)
 /* A server, a doctor on duty and patients (the first in consultation with them, usually). */
 struct call {
     struct ts_server *srv;
+    char *consultation; /* the first consultation's id (call_start), or NULL */
     struct tc_ws *doctor, *patient, *patient2;
     struct tp_peer *patient_peer, *doctor_peer, *patient2_peer; /* freed with the call */
 };
@@ -216,7 +219,7 @@ static void call_start(struct call *c, const char *const *extra_args)
 {
     clinic_open(c, extra_args);
     c->patient = patient_join(c, "مريم الكعبي");
-    free(call_next_and_accept(c, c->patient));
+    c->consultation = call_next_and_accept(c, c->patient);
 }
 
 /* The usual set-up: one media worker, so every counter is worker 0's. */
@@ -235,6 +238,7 @@ static void call_free(struct call *c)
     tc_ws_close(c->doctor);
     tc_ws_close(c->patient);
     tc_ws_close(c->patient2);
+    free(c->consultation);
     int status = ts_server_stop(c->srv, NULL);
     if (status != 0) {
         char *err = ts_server_stderr(c->srv);
@@ -335,6 +339,157 @@ static double metric(struct ts_server *srv, const char *prefix)
 #define DROPPED(reason) "tabib_media_packets_dropped_total{worker=\"0\",reason=\"" reason "\"}"
 
 /* ------------------------------------------------------------------------- */
+/* The audit log                                                              */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * The audit events of `type` about `consultation` in the server's audit.db,
+ * oldest first: a JSON array of {"actor_role", "actor_id", "outcome",
+ * "source", "detail" (parsed)}. Read with the sqlite3 tool, read-only (the
+ * server may be writing: WAL lets a reader in). New reference.
+ */
+static json_t *audit_events(struct ts_server *srv, const char *type, const char *consultation)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "sqlite3 -readonly -json '%s/data/audit.db' \"SELECT actor_role, actor_id, outcome, "
+             "source, detail FROM events WHERE type = '%s' AND consultation = '%s' ORDER BY id\"",
+             ts_server_dir(srv), type, consultation);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char text[64 * 1024];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    assert_int_equal(pclose(f), 0);
+    assert_true(n < sizeof(text) - 1);
+    json_error_t jerr;
+    json_t *rows = n ? json_loads(text, 0, &jerr) : json_array(); /* no rows: no output */
+    if (!rows)
+        print_error("sqlite3 -json: %s\n%s\n", jerr.text, text);
+    assert_true(json_is_array(rows));
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *detail = json_loads(json_string_value(json_object_get(row, "detail")), 0, NULL);
+        assert_non_null(detail);
+        json_object_set_new(row, "detail", detail);
+    }
+    return rows;
+}
+
+/* Waits up to 5 s for `count` events (the writer commits in the background); returns them. */
+static json_t *wait_audit_events(struct ts_server *srv, const char *type, const char *consultation,
+                                 size_t count)
+{
+    json_t *rows = NULL;
+    for (int64_t deadline = base_now_ms() + 5000;; sleep_ms(50)) {
+        json_decref(rows);
+        rows = audit_events(srv, type, consultation);
+        if (json_array_size(rows) >= count || base_now_ms() >= deadline)
+            return rows;
+    }
+}
+
+/* Checks one kind of a media_summary's detail; prints its figures into `out`. */
+static void check_summary_kind(json_t *detail, const char *kind, const char *codec, char *out,
+                               size_t cap)
+{
+    json_t *k = json_object_get(detail, kind);
+    assert_true(json_is_object(k));
+    json_t *in = json_object_get(k, "received"), *sent = json_object_get(k, "sent");
+    json_int_t in_packets = json_integer_value(json_object_get(in, "packets"));
+    json_int_t out_packets = json_integer_value(json_object_get(sent, "packets"));
+    snprintf(out, cap,
+             "%s %s: from the browser %lld packets / %lld bytes, lost %lld, jitter %.2f ms; to it "
+             "%lld packets / %lld bytes, it reports %lld lost (last %.1f%%)",
+             kind, json_string_value(json_object_get(k, "codec")), (long long)in_packets,
+             (long long)json_integer_value(json_object_get(in, "bytes")),
+             (long long)json_integer_value(json_object_get(in, "lost")),
+             json_number_value(json_object_get(in, "jitter_ms")), (long long)out_packets,
+             (long long)json_integer_value(json_object_get(sent, "bytes")),
+             (long long)json_integer_value(json_object_get(sent, "peer_reported_lost")),
+             json_number_value(json_object_get(sent, "peer_fraction_lost_pct")));
+    assert_string_equal(json_string_value(json_object_get(k, "codec")), codec);
+    assert_true(in_packets > 0);
+    assert_true(out_packets > 0);
+    assert_true(json_integer_value(json_object_get(in, "bytes")) > in_packets * 12);
+    assert_true(json_integer_value(json_object_get(sent, "bytes")) > out_packets * 12);
+    assert_true(json_number_value(json_object_get(in, "jitter_ms")) >= 0);
+    /* The test peers report on what they receive (nothing lost on loopback). */
+    assert_true(json_is_integer(json_object_get(sent, "peer_reported_lost")));
+    assert_true(json_is_number(json_object_get(sent, "peer_fraction_lost_pct")));
+}
+
+/*
+ * The two media_summary events of `consultation`: one per participant, both
+ * "ok", with media both ways of both kinds, Opus and VP8 (what the test peers
+ * offer), a measured round trip and the peers' loopback addresses.
+ */
+static void check_media_summaries(struct call *c, const char *consultation)
+{
+    json_t *rows = wait_audit_events(c->srv, "media_summary", consultation, 2);
+    assert_int_equal(json_array_size(rows), 2);
+    bool seen_patient = false, seen_doctor = false;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *role = json_string_value(json_object_get(row, "actor_role"));
+        const char *actor = json_string_value(json_object_get(row, "actor_id"));
+        json_t *d = json_object_get(row, "detail");
+        json_t *ice = json_object_get(d, "ice");
+        const char *remote = json_string_value(json_object_get(ice, "remote"));
+        char audio[512], video[512];
+        check_summary_kind(d, "audio", "opus", audio, sizeof(audio));
+        check_summary_kind(d, "video", "VP8", video, sizeof(video));
+        print_message("media_summary %s %s (%s, from %s): %.1f s, rtt %.2f ms, ice %s %s %s -> "
+                      "port %lld\n  %s\n  %s\n",
+                      role, actor, json_string_value(json_object_get(row, "outcome")),
+                      json_string_value(json_object_get(row, "source")),
+                      json_number_value(json_object_get(d, "duration_s")),
+                      json_number_value(json_object_get(d, "rtt_ms")),
+                      json_string_value(json_object_get(ice, "protocol")),
+                      json_string_value(json_object_get(ice, "type")), remote ? remote : "-",
+                      (long long)json_integer_value(json_object_get(ice, "local_port")), audio,
+                      video);
+        assert_string_equal(json_string_value(json_object_get(row, "outcome")), "ok");
+        assert_true(json_number_value(json_object_get(d, "duration_s")) > 0);
+        assert_true(json_number_value(json_object_get(d, "rtt_ms")) >= 0);
+        assert_string_equal(json_string_value(json_object_get(ice, "protocol")), "udp");
+        assert_string_equal(json_string_value(json_object_get(ice, "type")), "host");
+        assert_non_null(remote);
+        assert_true(strncmp(remote, "127.0.0.1:", 10) == 0);
+        assert_int_equal(json_integer_value(json_object_get(ice, "local_port")),
+                         ts_server_media_port(c->srv));
+        if (strcmp(role, "patient") == 0) {
+            assert_false(seen_patient);
+            seen_patient = true;
+            assert_string_equal(actor, consultation);
+        } else {
+            assert_string_equal(role, "doctor");
+            assert_false(seen_doctor);
+            seen_doctor = true;
+            assert_string_equal(actor, DOCTOR_NAME);
+        }
+    }
+    assert_true(seen_patient && seen_doctor);
+    json_decref(rows);
+    /* The sessions view carries both summaries as the consultation's quality. */
+    char cmd[1024], line[256] = "";
+    snprintf(cmd, sizeof(cmd),
+             "sqlite3 -readonly '%s/data/audit.db' \"SELECT json_extract(quality, "
+             "'$.patient.audio.codec') || ' ' || json_extract(quality, '$.doctor.video.codec') "
+             "FROM sessions WHERE consultation = '%s'\"",
+             ts_server_dir(c->srv), consultation);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_int_equal(pclose(f), 0);
+    assert_string_equal(line, "opus VP8\n");
+}
+
+/* ------------------------------------------------------------------------- */
 /* Tests                                                                      */
 /* ------------------------------------------------------------------------- */
 
@@ -385,6 +540,12 @@ static void test_tone_and_video_cross(void **state)
     assert_int_equal(at_patient.srtp_errors, 0);
     assert_true(metric(c.srv, "tabib_media_rtp_relayed_total{worker=\"0\"}") >= 600);
     assert_true(metric(c.srv, "tabib_media_dtls_connected_total{worker=\"0\"}") == 2);
+
+    /* The doctor ends it: each participant's media is summed up in the audit log. */
+    ws_send(c.doctor, json_pack("{s:s, s:s, s:s}", "type", "end", "id", "d9", "consultation",
+                                c.consultation));
+    json_decref(ws_expect(c.doctor, "ended", WS_TIMEOUT_MS));
+    check_media_summaries(&c, c.consultation);
     call_free(&c);
 }
 
@@ -847,6 +1008,11 @@ static void test_silent_microphone_reported_to_both(void **state)
     assert_true(doctor_told - silent_at >= 4500); /* the rule is 5 s of silence, not less */
     tp_peer_set_audio_silent(patient, false);
     expect_audio_state(c.doctor, "patient", "ok", 3000);
+
+    /* The server stops with the consultation in progress (its peers still up): it ends with
+     * server_shutdown and the media summaries still reach the audit log. */
+    assert_int_equal(ts_server_stop(c.srv, NULL), 0);
+    check_media_summaries(&c, c.consultation);
     call_free(&c);
 }
 

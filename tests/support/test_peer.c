@@ -111,6 +111,7 @@ struct out_stream {
     uint32_t ssrc;
     uint16_t seq;
     uint32_t ts;
+    uint32_t packets, octets;                                      /* sent, for our SRs */
     uint8_t ext_mid, ext_abs_send_time, ext_twcc, ext_audio_level; /* 0: not negotiated */
     char mid[MEDIA_SDP_MID_MAX + 1];
 };
@@ -230,6 +231,11 @@ struct tp_peer {
     uint32_t rx_video_tag;
     uint64_t rx_video_highest;           /* (frame << 16 | index) of rx_video_tag */
     uint16_t rx_audio_seq, rx_video_seq; /* the last RTP sequence numbers received, for RRs */
+    struct {
+        uint32_t ssrc;  /* the stream the SR was about (its sender's SSRC), 0: free */
+        uint32_t lsr;   /* the middle 32 bits of its NTP time */
+        uint64_t at_us; /* when it arrived */
+    } rx_srs[4];        /* the last SR received per stream, for our reports' LSR/DLSR */
     uint32_t rx_audio_ts, rx_video_ts;
     /* The primary video stream received (see "Continuity" in test_peer.h). */
     bool rx_primary_any;
@@ -484,6 +490,8 @@ static void send_audio_frame(struct tp_peer *p, uint64_t now)
     memcpy(buf + h, frame, len);
     p->audio.ts += AUDIO_FRAME;
     if (send_rtp(p, buf, h + len)) {
+        p->audio.packets++;
+        p->audio.octets += (uint32_t)len;
         pthread_mutex_lock(&p->lock);
         p->stats.audio_sent++;
         pthread_mutex_unlock(&p->lock);
@@ -522,8 +530,11 @@ static void send_video_frame(struct tp_peer *p, uint64_t now)
         put16(payload + 13, (uint16_t)i);
         put16(payload + 15, (uint16_t)data_len);
         video_fill(payload + VIDEO_OVERHEAD, data_len, frame, (uint16_t)i);
-        if (send_rtp(p, buf, h + VIDEO_OVERHEAD + data_len))
+        if (send_rtp(p, buf, h + VIDEO_OVERHEAD + data_len)) {
             sent++;
+            p->video.packets++;
+            p->video.octets += (uint32_t)(VIDEO_OVERHEAD + data_len);
+        }
     }
     p->video.ts += VIDEO_CLOCK / p->cfg.video_fps;
     pthread_mutex_lock(&p->lock);
@@ -575,22 +586,93 @@ static void send_nack(struct tp_peer *p, const uint16_t *seqs, size_t n)
     }
 }
 
-/* A receiver report from our first SSRC, with a block for each stream we receive (as a
- * browser sends): it tells the server that its media reaches us. */
+/* Notes an SR that arrived (a relay's re-issue of the far browser's) for our reports' LSR. */
+static void note_sr(struct tp_peer *p, const struct media_rtcp_report *sr)
+{
+    unsigned slot = 0; /* the stream's own, else a free one, else the oldest */
+    for (unsigned i = 0; i < 4; i++) {
+        if (p->rx_srs[i].ssrc == sr->ssrc) {
+            slot = i;
+            break;
+        }
+        if (p->rx_srs[i].at_us < p->rx_srs[slot].at_us)
+            slot = i; /* a free slot has 0 */
+    }
+    p->rx_srs[slot].ssrc = sr->ssrc;
+    p->rx_srs[slot].lsr = (uint32_t)(sr->ntp >> 16);
+    p->rx_srs[slot].at_us = now_us();
+}
+
+/* A report block about the stream `ssrc` we receive: LSR and DLSR (RFC 3550 6.4.1) when an SR
+ * about it arrived. */
+static struct media_rtcp_report_block report_block(const struct tp_peer *p, uint32_t ssrc,
+                                                   uint16_t highest_seq, uint64_t now)
+{
+    struct media_rtcp_report_block b = {.ssrc = ssrc, .highest_seq = highest_seq};
+    for (unsigned i = 0; i < 4; i++)
+        if (p->rx_srs[i].ssrc == ssrc) {
+            b.last_sr = p->rx_srs[i].lsr;
+            b.delay_since_sr = (uint32_t)(((now - p->rx_srs[i].at_us) << 16) / 1000000u);
+        }
+    return b;
+}
+
+/*
+ * An SR from our stream `s` carrying `n` report blocks, as browsers send one
+ * per stream they send: sender info with the wall clock's NTP time (RFC 3550
+ * 6.4.1), the stream's current RTP timestamp and its counts. Returns the
+ * length, or -1 when it does not fit.
+ */
+static int build_sr(const struct out_stream *s, const struct media_rtcp_report_block *blocks,
+                    unsigned n, uint8_t *buf, size_t cap)
+{
+    uint8_t rr[8 + 31 * 24];
+    int rr_len = media_rtcp_build_rr(s->ssrc, blocks, n, rr, sizeof(rr));
+    if (rr_len < 8 || (size_t)rr_len + 20 > cap)
+        return -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ntp =
+        (uint64_t)(ts.tv_sec + 2208988800u) << 32 | (((uint64_t)ts.tv_nsec << 32) / 1000000000u);
+    size_t len = (size_t)rr_len + 20;
+    buf[0] = (uint8_t)(0x80 | n);
+    buf[1] = 200; /* SR */
+    put16(buf + 2, (uint16_t)(len / 4 - 1));
+    memcpy(buf + 4, rr + 4, 4); /* our SSRC */
+    put32(buf + 8, (uint32_t)(ntp >> 32));
+    put32(buf + 12, (uint32_t)ntp);
+    put32(buf + 16, s->ts);
+    put32(buf + 20, s->packets);
+    put32(buf + 24, s->octets);
+    memcpy(buf + 28, rr + 8, (size_t)rr_len - 8);
+    return (int)len;
+}
+
+/* Our RTCP of the second (as a browser sends): an SR per stream we send, the first with a
+ * block for each stream we receive (or an RR with them when we send nothing): it tells the
+ * server that its media reaches us, and echoes its SRs for its round trip. */
 static void send_rtcp_report(struct tp_peer *p)
 {
     uint8_t buf[DATAGRAM_MAX];
     struct media_rtcp_report_block blocks[2];
     unsigned n_blocks = 0;
+    uint64_t now = now_us();
     pthread_mutex_lock(&p->lock);
     if (p->stats.last_audio_ssrc_received)
-        blocks[n_blocks++] = (struct media_rtcp_report_block){
-            .ssrc = p->stats.last_audio_ssrc_received, .highest_seq = p->rx_audio_seq};
+        blocks[n_blocks++] =
+            report_block(p, p->stats.last_audio_ssrc_received, p->rx_audio_seq, now);
     if (p->stats.last_video_ssrc_received)
-        blocks[n_blocks++] = (struct media_rtcp_report_block){
-            .ssrc = p->stats.last_video_ssrc_received, .highest_seq = p->rx_video_seq};
+        blocks[n_blocks++] =
+            report_block(p, p->stats.last_video_ssrc_received, p->rx_video_seq, now);
     pthread_mutex_unlock(&p->lock);
-    int n = media_rtcp_build_rr(p->audio_ssrc, blocks, n_blocks, buf, sizeof(buf));
+    int n = p->audio.enabled
+                ? build_sr(&p->audio, blocks, n_blocks, buf, sizeof(buf))
+                : media_rtcp_build_rr(p->audio_ssrc, blocks, n_blocks, buf, sizeof(buf));
+    if (n > 0 && p->video.enabled) {
+        int v = build_sr(&p->video, NULL, 0, buf + n, sizeof(buf) - (size_t)n);
+        if (v > 0)
+            n += v;
+    }
     /* And transport-wide feedback about what arrived since the last report, as a browser
      * sends (more often; once a second is enough for the server's one-second windows). */
     bool feedback = false;
@@ -1160,6 +1242,12 @@ static void on_feedback(struct tp_peer *p, const uint8_t *data, size_t len)
     struct media_rtcp_pkt pkt;
     media_rtcp_iter_init(&it, data, len);
     while (media_rtcp_next(&it, &pkt) == 1) {
+        struct media_rtcp_report sr;
+        if (pkt.type == MEDIA_RTCP_SR && media_rtcp_parse_report(&pkt, &sr) == 0 &&
+            sr.has_sender_info) {
+            note_sr(p, &sr);
+            continue;
+        }
         struct media_rtcp_fb fb;
         if ((pkt.type != MEDIA_RTCP_PSFB && pkt.type != MEDIA_RTCP_RTPFB) ||
             media_rtcp_parse_fb(&pkt, &fb) != 0)

@@ -172,8 +172,11 @@ int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t err
  * ms until a success response with valid MESSAGE-INTEGRITY, FINGERPRINT and
  * XOR-MAPPED-ADDRESS; then the DTLS client handshake (retransmitted from 100
  * ms, doubling); then SRTP; then audio every 20 ms, video frames at fps and
- * an RTCP RR every second, while it receives, decrypts and checks what
- * arrives; consent checks every consent_interval_ms. Returns 0, or -1 when
+ * RTCP every second (as a browser: an SR for each stream it sends, or an RR
+ * when it sends none, whose report blocks echo the last SR received on each
+ * stream as LSR/DLSR, so the far end can measure the round trip), while it
+ * receives, decrypts and checks what arrives; consent checks every
+ * consent_interval_ms. Returns 0, or -1 when
  * there is no answer yet, the peer already ran, or the thread cannot start.
  * A peer runs once: start it again and it refuses.
  */

@@ -47,6 +47,9 @@ struct world {
     char media_log[32][48]; /* "offer 1", "link 1 2", "unlink 2", "release 1" */
     unsigned media_count;
     int link_result;
+    int summary_result;      /* what the fake relay answers summary requests */
+    char summaries[8][1024]; /* media_summary events: "role actor outcome source detail" */
+    unsigned summary_count;
 };
 
 static void on_send(void *ctx, void *transport, const char *text, size_t len)
@@ -72,6 +75,10 @@ static void on_audit(void *ctx, const struct audit_event *ev)
     if (w->audit_count < MAX_AUDITS)
         snprintf(w->audits[w->audit_count++], sizeof(w->audits[0]), "%s %s", ev->type,
                  ev->outcome ? ev->outcome : "-");
+    if (strcmp(ev->type, "media_summary") == 0 && w->summary_count < 8)
+        snprintf(w->summaries[w->summary_count++], sizeof(w->summaries[0]), "%s %s %s %s %s",
+                 ev->actor_role, ev->actor_id, ev->outcome, ev->source ? ev->source : "-",
+                 ev->detail_json ? ev->detail_json : "-");
 }
 
 /* Records what the hub asked of the fake relay, e.g. "link 1 2". */
@@ -124,6 +131,22 @@ static void on_media_release(void *ctx, uint64_t leg)
     media_note(ctx, "release", leg, 0);
 }
 
+static int on_media_leg_summary(void *ctx, uint64_t leg, uint64_t request)
+{
+    struct world *w = ctx;
+    media_note(w, request ? "summary" : "baseline", leg, request);
+    return w->summary_result;
+}
+
+/* Where the fake relay was first asked exactly `what`, or -1. */
+static int media_asked_at(struct world *w, const char *what)
+{
+    for (unsigned i = 0; i < w->media_count; i++)
+        if (strcmp(w->media_log[i], what) == 0)
+            return (int)i;
+    return -1;
+}
+
 /* How many times the fake relay was asked exactly `what`. */
 static unsigned media_asked(struct world *w, const char *what)
 {
@@ -141,8 +164,12 @@ static unsigned audits_of(struct world *w, const char *type_outcome)
     return n;
 }
 
+/* The prestate of tests whose relay also answers media summaries (io.media_leg_summary). */
+static const int with_summaries = 1;
+
 static int setup(void **state)
 {
+    bool summaries = *state == &with_summaries;
     struct world *w = calloc(1, sizeof(*w));
     snprintf(w->dir, sizeof(w->dir), "/tmp/tabib-test-hub-XXXXXX");
     if (!mkdtemp(w->dir))
@@ -176,6 +203,8 @@ static int setup(void **state)
                             .media_link = on_media_link,
                             .media_unlink = on_media_unlink,
                             .media_release = on_media_release};
+    if (summaries)
+        io.media_leg_summary = on_media_leg_summary;
     w->hub = sig_hub_new(&w->cfg, w->accounts, &io, NULL);
     w->now = 1000;
     for (int i = 0; i < MAX_PEERS; i++)
@@ -764,6 +793,157 @@ static void doctor_media_events_between_patients(void **state)
     assert_int_equal(media_asked(w, "release 1"), 1);
 }
 
+/* The detail of media_summary event `i` (as recorded: "role actor outcome source detail"). */
+static json_t *summary_detail(struct world *w, unsigned i)
+{
+    assert_true(i < w->summary_count);
+    const char *p = w->summaries[i];
+    for (int field = 0; field < 4; field++) {
+        p = strchr(p, ' ');
+        assert_non_null(p);
+        p++;
+    }
+    json_t *d = json_loads(p, 0, NULL);
+    assert_non_null(d);
+    return d;
+}
+
+/*
+ * Each participant's media summary at the end of a consultation in progress:
+ * the interval starts when the consultation's media does (not during the
+ * self-test or the doctor's earlier patients), the questions go before the
+ * unlink and the release, each answer becomes one audit event, and every
+ * way the question cannot be answered is recorded at once (no leg, relay
+ * stopped) or when the server gives up waiting (flush).
+ */
+static void media_summary_per_participant_at_the_end(void **state)
+{
+    struct world *w = *state;
+    const char *c1 = id_of(join(w, 0, "general", "First"));
+    ask(w, 0, "\"type\":\"offer\",\"sdp\":\"v=0 patient\""); /* leg 1, self-test */
+    sign_in(w, 5, "dr.amal");
+    go_on_duty(w, 5, "general");
+    ask(w, 5, "\"type\":\"offer\",\"sdp\":\"v=0 doctor\""); /* leg 2 */
+    assert_int_equal(media_asked(w, "baseline 1"), 0);      /* the self-test is not counted */
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 0, "\"type\":\"accept\"");
+    assert_int_equal(media_asked(w, "baseline 1"), 1);
+    assert_int_equal(media_asked(w, "baseline 2"), 1);
+    assert_true(media_asked_at(w, "baseline 1") < media_asked_at(w, "link 1 2"));
+    /* A renegotiation keeps the leg, and its count. */
+    ask(w, 0, "\"type\":\"ice_restart\",\"sdp\":\"v=0 same connection\"");
+    assert_int_equal(media_asked(w, "link 1 2"), 2);
+    assert_int_equal(media_asked(w, "baseline 1"), 1);
+
+    ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", c1);
+    int patient_at = media_asked_at(w, "summary 1 1"), doctor_at = media_asked_at(w, "summary 2 2");
+    assert_true(patient_at >= 0 && doctor_at >= 0);
+    assert_true(patient_at < media_asked_at(w, "unlink 2"));
+    assert_true(doctor_at < media_asked_at(w, "unlink 2"));
+    assert_true(patient_at < media_asked_at(w, "release 1"));
+    assert_int_equal(w->summary_count, 0); /* the answers come later */
+
+    struct media_leg_summary s = {.request = 1,
+                                  .found = true,
+                                  .duration_ms = 61234,
+                                  .rtt_ms = 12.346,
+                                  .local_port = 50000,
+                                  .protocol = "udp",
+                                  .candidate_type = "host"};
+    s.audio = (struct media_leg_stream_summary){.active = true,
+                                                .codec = "opus",
+                                                .packets_received = 3000,
+                                                .bytes_received = 300000,
+                                                .packets_sent = 2990,
+                                                .bytes_sent = 299000,
+                                                .packets_lost = 3,
+                                                .jitter_ms = 1.234,
+                                                .peer_reported = true,
+                                                .peer_fraction_lost_pct = 100.0 / 256,
+                                                .peer_lost = 2};
+    snprintf(s.remote, sizeof(s.remote), "198.51.100.7:51234");
+    s.request = 99; /* not a token of ours: ignored */
+    sig_hub_media_summary(w->hub, 1, &s);
+    assert_int_equal(w->summary_count, 0);
+    s.request = 1;
+    sig_hub_media_summary(w->hub, 2, &s); /* our token, but another leg: ignored */
+    assert_int_equal(w->summary_count, 0);
+    sig_hub_media_summary(w->hub, 1, &s);
+    assert_int_equal(audits_of(w, "media_summary ok"), 1);
+    char head[128];
+    snprintf(head, sizeof(head), "patient %s ok 192.0.2.1 {", c1);
+    assert_true(strncmp(w->summaries[0], head, strlen(head)) == 0);
+    /* Two decimals, printed as such. */
+    assert_non_null(strstr(w->summaries[0], "\"jitter_ms\":1.23}"));
+    json_t *d = summary_detail(w, 0);
+    assert_true(json_real_value(json_object_get(d, "duration_s")) == 61.2);
+    assert_true(json_real_value(json_object_get(d, "rtt_ms")) == 12.35);
+    json_t *audio = json_object_get(d, "audio");
+    assert_string_equal(json_string_value(json_object_get(audio, "codec")), "opus");
+    json_t *in = json_object_get(audio, "received"), *out = json_object_get(audio, "sent");
+    assert_int_equal(json_integer_value(json_object_get(in, "packets")), 3000);
+    assert_int_equal(json_integer_value(json_object_get(in, "bytes")), 300000);
+    assert_int_equal(json_integer_value(json_object_get(in, "lost")), 3);
+    assert_int_equal(json_integer_value(json_object_get(out, "packets")), 2990);
+    assert_int_equal(json_integer_value(json_object_get(out, "bytes")), 299000);
+    assert_int_equal(json_integer_value(json_object_get(out, "peer_reported_lost")), 2);
+    assert_true(json_real_value(json_object_get(out, "peer_fraction_lost_pct")) == 0.39);
+    assert_true(json_is_null(json_object_get(d, "video"))); /* not negotiated */
+    json_t *ice = json_object_get(d, "ice");
+    assert_string_equal(json_string_value(json_object_get(ice, "remote")), "198.51.100.7:51234");
+    assert_string_equal(json_string_value(json_object_get(ice, "protocol")), "udp");
+    assert_string_equal(json_string_value(json_object_get(ice, "type")), "host");
+    assert_int_equal(json_integer_value(json_object_get(ice, "local_port")), 50000);
+    json_decref(d);
+    /* The doctor's leg was gone by the time the worker looked. */
+    struct media_leg_summary gone = {.request = 2, .found = false};
+    sig_hub_media_summary(w->hub, 2, &gone);
+    assert_string_equal(w->summaries[1], "doctor dr.amal failed 192.0.2.1 {\"leg\":\"gone\"}");
+    sig_hub_media_summary(w->hub, 2, &gone); /* answered once: a repeat is ignored */
+    assert_int_equal(w->summary_count, 2);
+
+    /* No leg at all, and a relay that has stopped: recorded at once. */
+    join(w, 1, "general", "Second");
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 1, "\"type\":\"accept\"");
+    assert_int_equal(media_asked(w, "baseline 2"), 2); /* a new consultation: counted afresh */
+    w->summary_result = -ESHUTDOWN;
+    ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", id_of(last_event(w, 1, "called")));
+    assert_int_equal(w->summary_count, 4);
+    assert_non_null(strstr(w->summaries[2], "patient "));
+    assert_non_null(strstr(w->summaries[2], " failed 192.0.2.1 {\"leg\":\"none\"}"));
+    assert_non_null(strstr(w->summaries[3], "doctor dr.amal failed 192.0.2.1 "
+                                            "{\"leg\":\"gone\",\"reason\":\"server_shutdown\"}"));
+
+    /* Asked, never answered (a full mailbox): the server gives up at its stop. */
+    w->summary_result = 0;
+    join(w, 2, "general", "Third");
+    ask(w, 2, "\"type\":\"offer\",\"sdp\":\"v=0 patient\""); /* leg 3 */
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 2, "\"type\":\"accept\"");
+    ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", id_of(last_event(w, 2, "called")));
+    assert_int_equal(media_asked(w, "summary 3 4"), 1);
+    assert_int_equal(media_asked(w, "summary 2 5"), 1);
+    sig_hub_media_summary_flush(w->hub);
+    assert_int_equal(w->summary_count, 6);
+    assert_int_equal(audits_of(w, "media_summary failed"), 5);
+    assert_non_null(strstr(w->summaries[5], "{\"leg\":\"gone\",\"reason\":\"no_answer\"}"));
+    sig_hub_media_summary_flush(w->hub); /* nothing left */
+    assert_int_equal(w->summary_count, 6);
+
+    /* The doctor's leg ends during the next one: gone, at once. The patient's summary is
+     * still awaited when the hub goes: freed with it (ASan would tell). */
+    join(w, 3, "general", "Fourth");
+    ask(w, 3, "\"type\":\"offer\",\"sdp\":\"v=0 patient\""); /* leg 4 */
+    ask(w, 5, "\"type\":\"call_next\",\"clinic\":\"general\"");
+    ask(w, 3, "\"type\":\"accept\"");
+    sig_hub_media_event(w->hub, 2, SIG_MEDIA_ENDED, "consent_timeout", ++w->now);
+    ask(w, 5, "\"type\":\"end\",\"consultation\":\"%s\"", id_of(last_event(w, 3, "called")));
+    assert_int_equal(media_asked(w, "summary 4 6"), 1);
+    assert_int_equal(w->summary_count, 7);
+    assert_string_equal(w->summaries[6], "doctor dr.amal failed 192.0.2.1 {\"leg\":\"gone\"}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +966,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(doctor_media_events_between_patients, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_media_forgotten_when_returned, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(media_summary_per_participant_at_the_end, setup,
+                                                 teardown, (void *)&with_summaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

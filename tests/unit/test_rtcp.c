@@ -2,8 +2,8 @@
  * test_rtcp.c - the RTCP codec: hand-written compounds as RFC 3550, 4585,
  * 5104 and the transport-cc draft lay them out, every builder through the
  * parser, truncation at every length, lengths that overrun, padding, wrong
- * versions, NACK BLP expansion, transport-cc status chunks of every kind, and
- * SSRC rewriting in place.
+ * versions, NACK BLP expansion, transport-cc status chunks of every kind,
+ * SSRC rewriting in place, and the round trip from LSR/DLSR.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -664,6 +664,43 @@ static void test_rewrite_ssrcs(void **state)
     assert_memory_equal(buf + len - 16, sr_sdes_bye + 52, 16);
 }
 
+/*
+ * RFC 3550 6.4.1: the receiver echoes the compact NTP time of the SR it got
+ * (LSR) and how long it held it (DLSR, 1/65536 s); the sender subtracts both
+ * from the report's arrival, on its own clock. Here the NTP times are another
+ * machine's (a relayed SR): only the LSR is matched, never subtracted.
+ */
+static void test_round_trip_from_lsr_dlsr(void **state)
+{
+    (void)state;
+    struct media_rtcp_sr_history h;
+    memset(&h, 0, sizeof(h));
+    uint64_t ntp1 = 0xE96E1A2B80000000ull, ntp2 = 0xE96E1A2C40000000ull;
+    uint32_t lsr1 = 0x1A2B8000u, lsr2 = 0x1A2C4000u;
+    /* Nothing sent yet, and LSR 0 (no SR received): unknown. */
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr1, 0, 5000000), -1);
+    media_rtcp_sr_sent(&h, ntp1, 1000000);
+    media_rtcp_sr_sent(&h, ntp2, 2000000);
+    assert_int_equal(media_rtcp_round_trip_us(&h, 0, 0, 2500000), -1);
+    /* Held 0.5 s (32768/65536), back 0.52 s after we sent it: 20 ms. */
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr2, 32768, 2520000), 20000);
+    /* An older SR still counts (the receiver had not got the newer one yet). */
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr1, 65536, 2003000), 3000);
+    /* An LSR we never sent: unknown. */
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr1 + 1, 0, 2003000), -1);
+    /* DLSR rounding below zero is 0; far below (a lie, a clock step) is unknown. */
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr2, 32768, 2499990), 0);
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr2, 65536, 2500000), -1);
+    /* The history keeps the last MEDIA_RTCP_SR_HISTORY: the first is forgotten past that. */
+    for (unsigned i = 0; i < MEDIA_RTCP_SR_HISTORY - 1; i++)
+        media_rtcp_sr_sent(&h, ntp2 + ((uint64_t)(i + 1) << 16), 3000000 + i);
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr1, 0, 4000000), -1);
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr2, 0, 2001000), 1000);
+    /* Two SRs with one LSR (sent within 15 us): the newer is the one the receiver kept. */
+    media_rtcp_sr_sent(&h, ntp1, 5000000);
+    assert_int_equal(media_rtcp_round_trip_us(&h, lsr1, 0, 5000700), 700);
+}
+
 static void test_strings(void **state)
 {
     (void)state;
@@ -794,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_twcc_feedback_built),
         cmocka_unit_test(test_rewrite_ssrcs),
         cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_round_trip_from_lsr_dlsr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,7 @@
 // lost. Replies whose `re` is null or unknown (bad JSON, rate limiting) go to
 // their own buffer, read with nextReply().
 
-// `ws` is the suite's only npm dependency, installed into tests/protocol/node_modules
+// `ws` (with `ajv` and the FHIR schema for lib/fhir.js) is installed into tests/protocol/node_modules
 // from package-lock.json. Without it every test file fails here, saying what to run.
 let WebSocket;
 try {

@@ -76,6 +76,9 @@ int audit_writer_probe(struct audit_writer *writer, struct base_mailbox *reply_t
 /* Events committed to disk since start (any thread). */
 uint64_t audit_writer_committed(const struct audit_writer *writer);
 
+/* Events given up because the database refused them, after retries (any thread). */
+uint64_t audit_writer_lost(const struct audit_writer *writer);
+
 /*
  * The id of the newest event known committed (any thread): every event with
  * this id or a lower one is on disk. Ids count from 1 in write order.

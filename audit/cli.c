@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "query.h"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -95,7 +96,7 @@ static int export_main(int argc, char **argv, FILE *out, FILE *errout)
                              .actor_id = rq->actor_id,
                              .clinic = rq->query.clinic[0] ? rq->query.clinic : NULL,
                              .outcome = rq->status == 200 ? "ok" : "failed",
-                             .source = rq->source,
+                             .source = NULL, /* the machine itself */
                              .detail_json = detail};
     int recorded = audit_append_once(data_dir, &ev, err, sizeof(err));
     free(detail);
@@ -111,7 +112,11 @@ static int export_main(int argc, char **argv, FILE *out, FILE *errout)
         status = 1;
         goto out;
     }
-    FILE *dest = output ? fopen(output, "wb") : out;
+    /* Patients' names are in it: readable by its owner only. */
+    int fd = output ? open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    FILE *dest = output ? (fd >= 0 ? fdopen(fd, "wb") : NULL) : out;
+    if (output && fd >= 0 && !dest)
+        close(fd);
     bool written = dest && fwrite(rq->body, 1, rq->len, dest) == rq->len;
     if (dest && (output ? fclose(dest) : fflush(dest)) != 0)
         written = false;

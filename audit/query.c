@@ -102,7 +102,10 @@ static int parse_time(const char *text, int64_t *out_ms)
         if (*p++ != 'Z')
             return -1;
     }
-    if (*p || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59)
+    static const unsigned month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (*p || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] ||
+        (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || s > 59)
         return -1;
     *out_ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)s * 1000 + ms;
     return 0;
@@ -240,7 +243,7 @@ static void sql_scope(struct sql *s, const struct audit_query *q, const char *co
 #define SESSION_COLUMNS                                                                            \
     "seq, consultation, clinic, patient_name, patient_ref, priority, via, transferred_from, "      \
     "doctor, queued_ms, called_ms, started_ms, ended_ms, wait_ms, duration_ms, end_reason, "       \
-    "drops, resumes, silent_warnings, media_losses, quality"
+    "drops, resumes, silent_warnings, media_losses, recovered, quality"
 
 enum {
     S_SEQ,
@@ -263,6 +266,7 @@ enum {
     S_RESUMES,
     S_SILENT,
     S_MEDIA_LOSSES,
+    S_RECOVERED,
     S_QUALITY
 };
 
@@ -379,9 +383,11 @@ static void iso_time(int64_t ms, char *out, size_t outlen)
     snprintf(out + n, outlen - n, ".%03uZ", (unsigned)(ms % 1000));
 }
 
+/* A text column; NULL for NULL and for "" (FHIR allows no empty strings; JSON says null). */
 static const char *col_text(sqlite3_stmt *st, int col)
 {
-    return (const char *)sqlite3_column_text(st, col);
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    return text && text[0] ? text : NULL;
 }
 
 static json_t *json_text_or_null(const char *text)
@@ -439,6 +445,7 @@ static json_t *session_json(sqlite3_stmt *st)
     json_object_set_new(o, "silent_microphone_warnings",
                         json_integer(sqlite3_column_int64(st, S_SILENT)));
     json_object_set_new(o, "media_losses", json_integer(sqlite3_column_int64(st, S_MEDIA_LOSSES)));
+    json_object_set_new(o, "recovered", json_boolean(sqlite3_column_int(st, S_RECOVERED)));
     json_object_set_new(o, "quality", json_stored(col_text(st, S_QUALITY)));
     return o;
 }
@@ -503,14 +510,14 @@ static void text_add(struct text *t, const char *s, size_t n)
  * or a tab first) gets a leading apostrophe: a patient's name is typed by
  * anyone. The JSON and FHIR exports carry the text exactly.
  */
-static void csv_field(struct text *t, const char *value, bool first)
+static void csv_cell(struct text *t, const char *value, bool first, bool guard)
 {
     if (!first)
         text_add(t, ",", 1);
     if (!value)
         return;
     bool quote = strpbrk(value, ",\"\r\n") != NULL;
-    bool formula = value[0] && strchr("=+-@\t", value[0]);
+    bool formula = guard && value[0] && strchr("=+-@\t\r", value[0]);
     if (quote)
         text_add(t, "\"", 1);
     if (formula)
@@ -524,12 +531,23 @@ static void csv_field(struct text *t, const char *value, bool first)
         text_add(t, "\"", 1);
 }
 
+static void csv_field(struct text *t, const char *value, bool first)
+{
+    csv_cell(t, value, first, true);
+}
+
+/* A number we wrote ourselves: no formula guard, a negative stays a number. */
+static void csv_number(struct text *t, const char *value)
+{
+    csv_cell(t, value, false, false);
+}
+
 static void csv_int(struct text *t, sqlite3_stmt *st, int col)
 {
     char n[32] = "";
     if (sqlite3_column_type(st, col) != SQLITE_NULL)
         snprintf(n, sizeof(n), "%lld", (long long)sqlite3_column_int64(st, col));
-    csv_field(t, n, false);
+    csv_number(t, n);
 }
 
 static void csv_time(struct text *t, sqlite3_stmt *st, int col)
@@ -537,7 +555,7 @@ static void csv_time(struct text *t, sqlite3_stmt *st, int col)
     char iso[32] = "";
     if (sqlite3_column_type(st, col) != SQLITE_NULL)
         iso_time(sqlite3_column_int64(st, col), iso, sizeof(iso));
-    csv_field(t, iso, false);
+    csv_number(t, iso);
 }
 
 static void csv_seconds(struct text *t, sqlite3_stmt *st, int col)
@@ -545,13 +563,13 @@ static void csv_seconds(struct text *t, sqlite3_stmt *st, int col)
     char n[32] = "";
     if (sqlite3_column_type(st, col) != SQLITE_NULL)
         snprintf(n, sizeof(n), "%.1f", (double)(sqlite3_column_int64(st, col) / 100) / 10.0);
-    csv_field(t, n, false);
+    csv_number(t, n);
 }
 
 static const char csv_session_header[] =
     "consultation,clinic,patient_name,patient_ref,priority,via,transferred_from,doctor,"
     "queued_at,called_at,started_at,ended_at,wait_s,duration_s,end_reason,drops,resumes,"
-    "silent_microphone_warnings,media_losses,quality\r\n";
+    "silent_microphone_warnings,media_losses,recovered,quality\r\n";
 
 static void csv_session(struct text *t, sqlite3_stmt *st)
 {
@@ -563,7 +581,7 @@ static void csv_session(struct text *t, sqlite3_stmt *st)
     csv_seconds(t, st, S_WAIT);
     csv_seconds(t, st, S_DURATION);
     csv_field(t, col_text(st, S_END_REASON), false);
-    for (int c = S_DROPS; c <= S_MEDIA_LOSSES; c++)
+    for (int c = S_DROPS; c <= S_RECOVERED; c++)
         csv_int(t, st, c);
     csv_field(t, col_text(st, S_QUALITY), false);
     text_add(t, "\r\n", 2);
@@ -580,8 +598,8 @@ static void csv_event(struct text *t, sqlite3_stmt *st)
     iso_time(sqlite3_column_int64(st, E_TS), iso, sizeof(iso));
     if (sqlite3_column_bytes(st, E_HASH) == AUDIT_HASH_BYTES)
         audit_chain_hex(sqlite3_column_blob(st, E_HASH), hex);
-    csv_field(t, id, true);
-    csv_field(t, iso, false);
+    csv_cell(t, id, true, false);
+    csv_number(t, iso);
     for (int c = E_TYPE; c <= E_CONSULTATION; c++)
         csv_field(t, col_text(st, c), false);
     csv_field(t, col_text(st, E_PATIENT_NAME), false);
@@ -760,8 +778,15 @@ static json_t *fhir_entry(sqlite3_stmt *st)
     else
         memcpy(start, recorded, sizeof(start));
     snprintf(id, sizeof(id), "tabib-%lld", (long long)sqlite3_column_int64(st, E_ID));
-    if (sqlite3_column_bytes(st, E_HASH) == AUDIT_HASH_BYTES)
+    if (sqlite3_column_bytes(st, E_HASH) == AUDIT_HASH_BYTES) {
         uuid_from_hash(sqlite3_column_blob(st, E_HASH), uuid);
+    } else { /* a row without its hash (a broken chain): still a unique name */
+        uint8_t from_id[16] = {0};
+        int64_t event_id = sqlite3_column_int64(st, E_ID);
+        for (int i = 0; i < 8; i++)
+            from_id[15 - i] = (uint8_t)(event_id >> (8 * i));
+        uuid_from_hash(from_id, uuid);
+    }
     json_t *subtype = json_pack("[o]", coding(TABIB_TYPES, type ? type : "unknown", NULL));
     if (sub)
         json_array_insert_new(subtype, 0, coding(DCM, sub, sub_display));
@@ -785,8 +810,8 @@ static json_t *fhir_entry(sqlite3_stmt *st)
 /* Answers                                                                    */
 /* ------------------------------------------------------------------------- */
 
-static void answer_error(struct audit_request *rq, unsigned status, const char *code,
-                         const char *message)
+void audit_query_refuse(struct audit_request *rq, unsigned status, const char *code,
+                        const char *message)
 {
     free(rq->body);
     json_t *e = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
@@ -822,8 +847,8 @@ void audit_query_answer(sqlite3 *db, struct audit_request *rq)
     const struct audit_query *q = &rq->query;
     rq->rows = 0;
     if (rq->format == AUDIT_FORMAT_FHIR && q->kind != AUDIT_QUERY_EVENTS) {
-        answer_error(rq, 400, "bad_request",
-                     "FHIR AuditEvent exports are of events: use the events export");
+        audit_query_refuse(rq, 400, "bad_request",
+                           "FHIR AuditEvent exports are of events: use the events export");
         return;
     }
     unsigned limit = rq->export_all ? AUDIT_EXPORT_MAX + 1 : q->limit + 1;
@@ -831,7 +856,7 @@ void audit_query_answer(sqlite3 *db, struct audit_request *rq)
     build_sql(q, limit, &s);
     sqlite3_stmt *st = NULL;
     if (prepare(db, &s, &st) != 0) {
-        answer_error(rq, 500, "internal", sqlite3_errmsg(db));
+        audit_query_refuse(rq, 500, "internal", sqlite3_errmsg(db));
         return;
     }
     bool sessions = q->kind == AUDIT_QUERY_SESSIONS;
@@ -870,19 +895,19 @@ void audit_query_answer(sqlite3 *db, struct audit_request *rq)
     }
     bool read_failed = !more && !out.failed && step != SQLITE_DONE;
     if (read_failed)
-        answer_error(rq, 500, "internal", sqlite3_errmsg(db));
+        audit_query_refuse(rq, 500, "internal", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     if (read_failed || out.failed || (more && rq->export_all)) {
         free(out.buf);
         if (out.failed) {
-            answer_error(rq, 500, "internal", "out of memory");
+            audit_query_refuse(rq, 500, "internal", "out of memory");
         } else if (!read_failed) {
             char msg[160];
             snprintf(msg, sizeof(msg),
                      "more than %d rows match; narrow the filters (a time range) and export in "
                      "parts",
                      AUDIT_EXPORT_MAX);
-            answer_error(rq, 413, "too_many_rows", msg);
+            audit_query_refuse(rq, 413, "too_many_rows", msg);
         }
         return;
     }
@@ -904,7 +929,7 @@ void audit_query_answer(sqlite3 *db, struct audit_request *rq)
     }
     if (out.failed) {
         free(out.buf);
-        answer_error(rq, 500, "internal", "out of memory");
+        audit_query_refuse(rq, 500, "internal", "out of memory");
         return;
     }
     free(rq->body);

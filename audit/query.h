@@ -17,6 +17,10 @@
  */
 void audit_query_answer(sqlite3 *db, struct audit_request *rq);
 
+/* Replaces `rq`'s answer with a JSON error {code, message} and `status`. */
+void audit_query_refuse(struct audit_request *rq, unsigned status, const char *code,
+                        const char *message);
+
 /*
  * The audit event that records `rq` having been answered, as JSON detail
  * (malloc'd): the filters, the format and the row count. NULL when out of memory.

@@ -29,7 +29,12 @@ struct audit_reader {
     bool thread_started;
 };
 
-static void record_answer(struct audit_reader *r, const struct audit_request *rq)
+/*
+ * Records the answered search. Reading the log is itself audited: if the
+ * writer's queue stays full, the answer becomes a 503 rather than go out
+ * unrecorded.
+ */
+static void record_answer(struct audit_reader *r, struct audit_request *rq)
 {
     char *detail = audit_query_describe(rq);
     struct audit_event ev = {
@@ -41,10 +46,17 @@ static void record_answer(struct audit_reader *r, const struct audit_request *rq
         .source = rq->source[0] ? rq->source : NULL,
         .detail_json = detail,
     };
-    if (audit_writer_append(r->writer, &ev) != 0)
-        log_warn(r->log, "audit", "a search could not be recorded: the writer's queue is full",
-                 LOG_STR("actor", rq->actor_id));
+    int rc = detail ? -EAGAIN : -ENOMEM;
+    for (int tries = 0; detail && tries < 200 && (rc = audit_writer_append(r->writer, &ev)) != 0;
+         tries++)
+        usleep(5000);
     free(detail);
+    if (rc != 0) {
+        log_warn(r->log, "audit", "a search was refused: it could not be recorded",
+                 LOG_STR("actor", rq->actor_id));
+        audit_query_refuse(rq, 503, "busy",
+                           "the audit log is too busy to record this search; try again shortly");
+    }
 }
 
 static void *reader_main(void *arg)

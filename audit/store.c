@@ -21,9 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The time a consultation ended: for one a crash left open, the last thing the log saw of it. */
-#define ENDED_AT                                                                                   \
-    "(CASE WHEN json_extract(:detail, '$.recovered') THEN coalesce(last_ms, :ts) ELSE :ts END)"
+/* A consultation a crash left open (its end is added at the next start). */
+#define RECOVERED "coalesce(json_extract(:detail, '$.recovered'), 0)"
 
 /*
  * How each event type moves its consultation's row. Parameters: :id, :ts,
@@ -46,10 +45,15 @@ static const struct {
     {"consultation_started", "UPDATE sessions SET started_ms = coalesce(started_ms, :ts), "
                              "doctor = coalesce(json_extract(:detail, '$.doctor'), doctor) "
                              "WHERE consultation = :consultation"},
+    /* For one a crash left open, the end is the last thing the log saw of it, and how long
+     * it waited or lasted is not known: NULL, and the row says `recovered`. */
     {"consultation_ended",
-     "UPDATE sessions SET ended_ms = " ENDED_AT ", "
-     "wait_ms = coalesce(wait_ms, " ENDED_AT " - queued_ms), "
-     "duration_ms = CASE WHEN started_ms IS NULL THEN NULL ELSE " ENDED_AT " - started_ms END, "
+     "UPDATE sessions SET recovered = " RECOVERED ", "
+     "ended_ms = CASE WHEN " RECOVERED " THEN coalesce(last_ms, :ts) ELSE :ts END, "
+     "wait_ms = CASE WHEN wait_ms IS NOT NULL OR " RECOVERED " THEN wait_ms "
+     "ELSE :ts - queued_ms END, "
+     "duration_ms = CASE WHEN started_ms IS NULL OR " RECOVERED " THEN NULL "
+     "ELSE :ts - started_ms END, "
      "end_reason = json_extract(:detail, '$.reason'), "
      "doctor = coalesce(doctor, json_extract(:detail, '$.doctor')) "
      "WHERE consultation = :consultation AND ended_ms IS NULL"},
@@ -72,6 +76,7 @@ static const struct {
 static const char session_touch_sql[] =
     "UPDATE sessions SET last_ms = :ts, last_event_id = :id WHERE consultation = :consultation";
 
+static int hash_unchained(struct audit_store *s, char *err, size_t errlen);
 static int replay_sessions(struct audit_store *s, char *err, size_t errlen);
 
 /* Migration i brings the schema from version i to i + 1; `then` runs in its transaction. */
@@ -99,7 +104,7 @@ static const struct {
      "CREATE INDEX events_by_consultation ON events (consultation);",
      NULL},
     /* 2 -> 3: the hash chain (chain.h); rows from before get theirs at start-up. */
-    {"ALTER TABLE events ADD COLUMN hash BLOB;", NULL},
+    {"ALTER TABLE events ADD COLUMN hash BLOB;", hash_unchained},
     /* 3 -> 4: the sessions view, and indexes for the admins' search. */
     {"CREATE TABLE sessions ("
      "  seq INTEGER PRIMARY KEY,"
@@ -122,6 +127,7 @@ static const struct {
      "  resumes INTEGER NOT NULL DEFAULT 0,"
      "  silent_warnings INTEGER NOT NULL DEFAULT 0,"
      "  media_losses INTEGER NOT NULL DEFAULT 0,"
+     "  recovered INTEGER NOT NULL DEFAULT 0,"
      "  quality TEXT NOT NULL DEFAULT '{}',"
      "  last_ms INTEGER,"
      "  last_event_id INTEGER"
@@ -130,6 +136,7 @@ static const struct {
      "CREATE INDEX sessions_by_doctor ON sessions (doctor, seq);"
      "CREATE INDEX sessions_by_patient_ref ON sessions (patient_ref);"
      "CREATE INDEX sessions_by_queued ON sessions (queued_ms);"
+     "CREATE INDEX sessions_open ON sessions (seq) WHERE ended_ms IS NULL;"
      "CREATE INDEX events_by_type ON events (type, id);"
      "CREATE INDEX events_by_actor ON events (actor_id, id);",
      replay_sessions},
@@ -321,8 +328,9 @@ static int migrate(struct audit_store *s, char *err, size_t errlen)
 }
 
 /*
- * Hashes rows stored before the chain existed (a database from schema 2),
- * in id order, so that every row has its hash.
+ * Migration 2 -> 3: hashes the rows stored before the chain existed, in id
+ * order. Only then: afterwards a row without its hash is a break that
+ * `tabib audit verify` reports, never something to mend.
  */
 static int hash_unchained(struct audit_store *s, char *err, size_t errlen)
 {
@@ -331,8 +339,7 @@ static int hash_unchained(struct audit_store *s, char *err, size_t errlen)
     if (sqlite3_prepare_v2(s->db, "SELECT " EVENT_COLUMNS " FROM events ORDER BY id", -1, &rows,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "UPDATE events SET hash = ? WHERE id = ?", -1, &set, NULL) !=
-            SQLITE_OK ||
-        store_exec(s->db, "BEGIN IMMEDIATE;", err, errlen) != 0) {
+            SQLITE_OK) {
         snprintf(err, errlen, "audit: cannot read the chain: %s", sqlite3_errmsg(s->db));
         goto out;
     }
@@ -359,10 +366,9 @@ static int hash_unchained(struct audit_store *s, char *err, size_t errlen)
     }
     if (step != SQLITE_DONE) {
         snprintf(err, errlen, "audit: cannot hash the stored events: %s", sqlite3_errmsg(s->db));
-        store_exec(s->db, "ROLLBACK;", NULL, 0);
         goto out;
     }
-    rc = store_exec(s->db, "COMMIT;", err, errlen);
+    rc = 0;
 out:
     sqlite3_finalize(rows);
     sqlite3_finalize(set);
@@ -392,8 +398,7 @@ int store_open(struct audit_store *s, const char *data_dir, struct base_logger *
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (store_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err, errlen) ||
-        migrate(s, err, errlen) || hash_unchained(s, err, errlen) ||
-        prepare_session_rules(s, err, errlen))
+        migrate(s, err, errlen) || prepare_session_rules(s, err, errlen))
         return -1;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO events (" EVENT_COLUMNS ") "
@@ -433,6 +438,15 @@ int store_begin(struct audit_store *s, char *err, size_t errlen)
     if (step == SQLITE_ROW && sqlite3_column_bytes(s->read_head, 1) == AUDIT_HASH_BYTES) {
         s->last_id = sqlite3_column_int64(s->read_head, 0);
         memcpy(s->head, sqlite3_column_blob(s->read_head, 1), AUDIT_HASH_BYTES);
+    } else if (step == SQLITE_ROW) {
+        /* The newest row lost its hash: tampering, which verify reports. The clinics go on;
+         * new events chain on zeros from here, and nothing is mended. */
+        s->last_id = sqlite3_column_int64(s->read_head, 0);
+        memset(s->head, 0, sizeof(s->head));
+        if (!s->broken_head_logged && s->log)
+            log_error(s->log, "audit", "the newest event has no hash: the chain is broken there",
+                      LOG_INT("event", s->last_id));
+        s->broken_head_logged = true;
     } else if (step == SQLITE_DONE) {
         s->last_id = 0;
         memset(s->head, 0, sizeof(s->head));
@@ -471,14 +485,22 @@ int store_append(struct audit_store *s, const struct store_event *in, char *err,
     sqlite3_reset(s->insert);
     if (rc != SQLITE_DONE) {
         snprintf(err, errlen, "audit: %s", sqlite3_errmsg(s->db)); /* one statement: all or none */
-        return -1;
+        /* A full disk or an I/O error rolls the whole transaction back, not just this. */
+        return sqlite3_get_autocommit(s->db) ? STORE_ABORTED : -1;
     }
     /* The event is the record; the view is derived from it. A view that cannot follow is
-     * logged, never a reason to lose the event (each statement is all or nothing). */
+     * logged, never a reason to lose the event (each statement is all or nothing), unless
+     * the transaction itself went with it. */
     char view_err[256];
-    if (apply_to_sessions(s, id, &ev, view_err, sizeof(view_err)) != 0 && s->log)
-        log_error(s->log, "audit", "sessions view not updated", LOG_INT("event", id),
-                  LOG_STR("error", view_err));
+    if (apply_to_sessions(s, id, &ev, view_err, sizeof(view_err)) != 0) {
+        if (sqlite3_get_autocommit(s->db)) {
+            snprintf(err, errlen, "%s", view_err);
+            return STORE_ABORTED;
+        }
+        if (s->log)
+            log_error(s->log, "audit", "sessions view not updated", LOG_INT("event", id),
+                      LOG_STR("error", view_err));
+    }
     s->last_id = id;
     memcpy(s->head, hash, sizeof(hash));
     return 0;

@@ -37,6 +37,7 @@ struct audit_store {
     int64_t last_id;
     uint8_t head[AUDIT_HASH_BYTES];
     struct base_logger *log; /* borrowed; NULL logs nothing */
+    bool broken_head_logged;
 };
 
 /*
@@ -52,11 +53,15 @@ void store_close(struct audit_store *store);
 /* BEGIN IMMEDIATE and the head re-read. 0, or -1 with `err`. */
 int store_begin(struct audit_store *store, char *err, size_t errlen);
 
+#define STORE_ABORTED (-2) /* the transaction is gone (disk full, I/O error): start again */
+
 /*
  * Appends one event in the open transaction (NULL detail is stored as {}),
  * hashed onto the head, and applies it to the sessions view. Returns 0, or
- * -1 with `err` (nothing of it stored; the transaction may go on). A sessions
- * view that cannot follow is logged, and the event kept.
+ * -1 with `err` (nothing of it stored; the transaction may go on), or
+ * STORE_ABORTED when SQLite rolled the whole transaction back (nothing of it
+ * is stored; the head in `store` is stale until the next store_begin()). A
+ * sessions view that cannot follow is logged, and the event kept.
  */
 int store_append(struct audit_store *store, const struct store_event *ev, char *err, size_t errlen);
 

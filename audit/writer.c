@@ -44,6 +44,7 @@ struct audit_writer {
     bool thread_started;
     _Atomic uint64_t committed;
     _Atomic int64_t committed_id; /* the newest event known committed */
+    _Atomic uint64_t lost;        /* given up after the database refused them */
 };
 
 /*
@@ -60,34 +61,62 @@ static void checkpoint(struct audit_writer *w)
     w->since_checkpoint = 0;
 }
 
-/* Writes a batch in one transaction and frees every event. Returns how many were committed. */
+#define BATCH_ATTEMPTS 5
+
+/*
+ * Writes a batch in one transaction and frees every event. Returns how many
+ * were committed. A transaction that cannot start (the database busy beyond
+ * the busy timeout) or that SQLite rolls back (disk full, I/O error) is tried
+ * again from the start, a few times with a growing pause; only then are the
+ * events given up, counted and logged.
+ */
 static unsigned write_batch(struct audit_writer *w, struct pending_event **batch, unsigned n)
 {
-    char err[256];
+    char err[256] = "";
     unsigned written = 0;
-    /* The head before the batch, to go back to if it does not commit. */
-    int64_t last_id = w->store.last_id;
-    uint8_t head[AUDIT_HASH_BYTES];
-    memcpy(head, w->store.head, sizeof(head));
-    if (store_begin(&w->store, err, sizeof(err)) == 0) {
-        for (unsigned i = 0; i < n; i++) {
-            if (store_append(&w->store, &batch[i]->ev, err, sizeof(err)) == 0)
+    bool committed = false;
+    for (int attempt = 0; attempt < BATCH_ATTEMPTS && !committed; attempt++) {
+        if (attempt)
+            usleep(100000u << attempt); /* 0.2, 0.4, 0.8, 1.6 s */
+        /* The head before the batch, to go back to if it does not commit. */
+        int64_t last_id = w->store.last_id;
+        uint8_t head[AUDIT_HASH_BYTES];
+        memcpy(head, w->store.head, sizeof(head));
+        if (store_begin(&w->store, err, sizeof(err)) != 0) {
+            log_error(w->log, "audit", "cannot begin a transaction", LOG_STR("error", err),
+                      LOG_INT("attempt", attempt + 1));
+            continue;
+        }
+        written = 0;
+        bool aborted = false;
+        for (unsigned i = 0; i < n && !aborted; i++) {
+            int rc = store_append(&w->store, &batch[i]->ev, err, sizeof(err));
+            if (rc == 0)
                 written++;
+            else if (rc == STORE_ABORTED)
+                aborted = true;
             else
                 log_error(w->log, "audit", "event refused",
                           LOG_STR("type", batch[i]->ev.field[AUDIT_FIELD_TYPE]),
                           LOG_STR("error", err));
         }
-        if (store_end(&w->store, true, err, sizeof(err)) != 0) {
-            log_error(w->log, "audit", "commit failed", LOG_STR("error", err));
-            written = 0;
+        if (aborted || store_end(&w->store, true, err, sizeof(err)) != 0) {
+            if (aborted)
+                store_end(&w->store, false, NULL, 0);
+            log_error(w->log, "audit", aborted ? "transaction rolled back" : "commit failed",
+                      LOG_STR("error", err), LOG_INT("attempt", attempt + 1));
             w->store.last_id = last_id;
             memcpy(w->store.head, head, sizeof(head));
-        } else {
-            atomic_store(&w->committed_id, w->store.last_id);
+            written = 0;
+            continue;
         }
-    } else {
-        log_error(w->log, "audit", "cannot begin a transaction", LOG_STR("error", err));
+        committed = true;
+        atomic_store(&w->committed_id, w->store.last_id);
+    }
+    if (!committed) {
+        atomic_fetch_add(&w->lost, n);
+        log_error(w->log, "audit", "events lost: the database refused them", LOG_INT("events", n),
+                  LOG_STR("error", err));
     }
     for (unsigned i = 0; i < n; i++)
         free(batch[i]);
@@ -194,42 +223,49 @@ static void event_fields(const struct audit_event *ev, const char *out[AUDIT_FIE
  */
 static void recover_open_consultations(struct audit_writer *w)
 {
+    /* Read them all first, then write: a read never runs across our own writes. */
+    sqlite3_stmt *open = NULL;
+    if (sqlite3_prepare_v2(w->store.db,
+                           "SELECT consultation, clinic FROM sessions WHERE ended_ms IS NULL "
+                           "ORDER BY seq",
+                           -1, &open, NULL) != SQLITE_OK) {
+        log_error(w->log, "audit", "cannot look for open consultations",
+                  LOG_STR("error", sqlite3_errmsg(w->store.db)));
+        return;
+    }
+    struct pending_event **closes = NULL;
+    size_t count = 0, cap = 0;
+    while (sqlite3_step(open) == SQLITE_ROW) {
+        if (count == cap) {
+            size_t more = cap ? 2 * cap : 256;
+            struct pending_event **grown = realloc(closes, more * sizeof(*grown));
+            if (!grown)
+                break;
+            closes = grown;
+            cap = more;
+        }
+        const char *in[AUDIT_FIELD_COUNT] = {"consultation_ended",
+                                             "system",
+                                             NULL,
+                                             (const char *)sqlite3_column_text(open, 1),
+                                             (const char *)sqlite3_column_text(open, 0),
+                                             "ok",
+                                             NULL,
+                                             "{\"reason\":\"server_restart\",\"recovered\":true}"};
+        struct pending_event *pe = pending_new(base_wall_ms(), in);
+        if (!pe)
+            break;
+        closes[count++] = pe;
+    }
+    sqlite3_finalize(open);
     unsigned total = 0;
-    for (;;) {
-        /* A batch at a time, the read finished before the write: each batch closes what it
-         * read, so the next read starts at the next open one. */
-        sqlite3_stmt *open = NULL;
-        if (sqlite3_prepare_v2(w->store.db,
-                               "SELECT consultation, clinic FROM sessions WHERE ended_ms IS NULL "
-                               "ORDER BY seq LIMIT 256",
-                               -1, &open, NULL) != SQLITE_OK) {
-            log_error(w->log, "audit", "cannot look for open consultations",
-                      LOG_STR("error", sqlite3_errmsg(w->store.db)));
-            return;
-        }
-        struct pending_event *batch[256];
-        unsigned n = 0;
-        while (n < 256 && sqlite3_step(open) == SQLITE_ROW) {
-            const char *in[AUDIT_FIELD_COUNT] = {
-                "consultation_ended",
-                "system",
-                NULL,
-                (const char *)sqlite3_column_text(open, 1),
-                (const char *)sqlite3_column_text(open, 0),
-                "ok",
-                NULL,
-                "{\"reason\":\"server_restart\",\"recovered\":true}"};
-            struct pending_event *pe = pending_new(base_wall_ms(), in);
-            if (pe)
-                batch[n++] = pe;
-        }
-        sqlite3_finalize(open);
-        unsigned written = n ? write_batch(w, batch, n) : 0;
+    for (size_t i = 0; i < count; i += BATCH_MAX) {
+        unsigned n = count - i < BATCH_MAX ? (unsigned)(count - i) : BATCH_MAX;
+        unsigned written = write_batch(w, closes + i, n); /* frees them */
         atomic_fetch_add(&w->committed, written);
         total += written;
-        if (written == 0 || written < n)
-            break; /* done, or the store refuses: the next start tries again */
     }
+    free(closes);
     if (total)
         log_info(w->log, "audit", "closed consultations a crash left open",
                  LOG_INT("consultations", total), LOG_STR("reason", "server_restart"));
@@ -334,6 +370,11 @@ int audit_writer_probe(struct audit_writer *w, struct base_mailbox *reply_to, ui
 uint64_t audit_writer_committed(const struct audit_writer *w)
 {
     return atomic_load_explicit(&w->committed, memory_order_relaxed);
+}
+
+uint64_t audit_writer_lost(const struct audit_writer *w)
+{
+    return atomic_load_explicit(&w->lost, memory_order_relaxed);
 }
 
 int64_t audit_writer_committed_id(const struct audit_writer *w)

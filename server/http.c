@@ -96,22 +96,21 @@ static int add_common_headers(struct lws *wsi, unsigned char **p, unsigned char 
 }
 
 /*
- * Sends headers now and queues `body` (copied) for the writable callback;
- * with a `filename`, the browser saves it as that file.
- * Returns 0, or -1 when the connection must be closed.
+ * Sends headers now and queues `body` (taken: freed here or once sent) for
+ * the writable callback; with a `filename`, the browser saves it as that
+ * file. Returns 0, or -1 when the connection must be closed.
  */
-static int respond_named(struct lws *wsi, struct http_session *hs, unsigned status,
-                         const char *ctype, const char *filename, const char *body, size_t len)
+static int respond_taking(struct lws *wsi, struct http_session *hs, unsigned status,
+                          const char *ctype, const char *filename, char *body, size_t len)
 {
     unsigned char headers[LWS_PRE + HEADER_BUFFER];
     unsigned char *start = headers + LWS_PRE, *p = start, *end = headers + sizeof(headers) - 1;
     free(hs->body);
-    hs->body = malloc(len ? len : 1);
-    if (!hs->body)
-        return -1;
-    memcpy(hs->body, body, len);
+    hs->body = body;
     hs->len = len;
     hs->sent = 0;
+    if (!hs->body)
+        return -1;
     char disposition[128];
     if (filename)
         snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"", filename);
@@ -124,6 +123,16 @@ static int respond_named(struct lws *wsi, struct http_session *hs, unsigned stat
         return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+/* As respond_taking(), with `body` copied. */
+static int respond_named(struct lws *wsi, struct http_session *hs, unsigned status,
+                         const char *ctype, const char *filename, const char *body, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (copy)
+        memcpy(copy, body, len);
+    return respond_taking(wsi, hs, status, ctype, filename, copy, len);
 }
 
 static int respond(struct lws *wsi, struct http_session *hs, unsigned status, const char *ctype,
@@ -171,9 +180,12 @@ static int write_body_chunk(struct lws *wsi, struct http_session *hs)
         return -1;
     hs->sent += chunk;
     if (!last) {
+        /* A client that stops reading a large answer is let go, not held for ever. */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, 30);
         lws_callback_on_writable(wsi);
         return 0;
     }
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     free(hs->body);
     hs->body = NULL;
     /* Keep-alive: ready for the next request, or close if the client asked to. */
@@ -466,8 +478,10 @@ static int send_audit_answer(struct lws *wsi, struct http_session *hs)
 {
     struct audit_request *rq = hs->answer;
     hs->answer = NULL;
-    int rc = respond_named(wsi, hs, rq->status, rq->content_type, rq->filename,
-                           rq->body ? rq->body : "", rq->body ? rq->len : 0);
+    char *body = rq->body ? rq->body : strdup("");
+    size_t len = rq->body ? rq->len : 0;
+    rq->body = NULL; /* an export can be large: handed over, not copied */
+    int rc = respond_taking(wsi, hs, rq->status, rq->content_type, rq->filename, body, len);
     audit_request_free(rq);
     return rc;
 }

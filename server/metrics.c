@@ -264,6 +264,10 @@ char *srv_metrics_render(const struct srv_state *st, size_t *len_out)
            "Audit events durably committed since start.");
     text_printf(&t, "tabib_audit_events_committed_total %llu\n",
                 (unsigned long long)(st->audit ? audit_writer_committed(st->audit) : 0));
+    family(&t, "tabib_audit_events_lost_total", "counter",
+           "Audit events given up after the database refused them (disk full, I/O errors).");
+    text_printf(&t, "tabib_audit_events_lost_total %llu\n",
+                (unsigned long long)(st->audit ? audit_writer_lost(st->audit) : 0));
     family(&t, "tabib_audit_committed_event_id", "gauge",
            "The id of the newest audit event on disk: every event up to it is committed.");
     text_printf(&t, "tabib_audit_committed_event_id %lld\n",

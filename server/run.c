@@ -66,10 +66,27 @@ static void *signal_main(void *arg)
 }
 
 /* The inbox's wake callback: makes lws_service return and call srv_on_wakeup. */
+/*
+ * Other threads' pushes to the inbox wake the loop. The lock keeps a late
+ * push (a probe answered as the server stops) from touching a context being
+ * destroyed: pushes are events and answers, never packets.
+ */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void wake_loop(void *arg)
 {
     struct srv_state *st = arg;
-    lws_cancel_service(st->lws);
+    pthread_mutex_lock(&wake_lock);
+    if (st->lws_awake)
+        lws_cancel_service(st->lws);
+    pthread_mutex_unlock(&wake_lock);
+}
+
+static void set_wakeable(struct srv_state *st, bool on)
+{
+    pthread_mutex_lock(&wake_lock);
+    st->lws_awake = on;
+    pthread_mutex_unlock(&wake_lock);
 }
 
 bool srv_is_ready(const struct srv_state *st)
@@ -414,6 +431,7 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
         snprintf(st.health[1 + i].name, sizeof(st.health[1 + i].name), "media-%u", i);
 
     st.lws = create_lws(&st, cert, key);
+    set_wakeable(&st, st.lws != NULL);
     if (!st.lws) {
         log_error(log, "server", "cannot listen (is the port in use, or the address not local?)",
                   LOG_STR("host", cfg->listen_host), LOG_INT("port", cfg->listen_port));
@@ -513,6 +531,10 @@ out:
      * must be gone before it is. The hub's media calls see st.media NULL from here. */
     media_engine_stop(st.media);
     st.media = NULL;
+    /* The reader too pushes answers that wake the loop; it records searches, so the writer
+     * is still there. Answers it leaves in the inbox are freed by the drain below. */
+    audit_reader_stop(st.audit_reader);
+    st.audit_reader = NULL;
     /* The consultations ended at "stopping" asked for their media summaries; the answers are
      * in the inbox now (the workers are joined), or were lost to a full one. Either way each
      * participant gets its media_summary event while the audit writer is there. Ended from
@@ -523,11 +545,10 @@ out:
     }
     /* Closes what is left; the hub hears each close and audits it, so the audit
      * writer must still be there. */
+    set_wakeable(&st, false);
     if (st.lws)
         lws_context_destroy(st.lws);
     st.lws = NULL;
-    audit_reader_stop(st.audit_reader); /* it records searches: before the writer stops */
-    st.audit_reader = NULL;
     if (st.audit) {
         snprintf(detail, sizeof(detail), "{\"status\":%d}", status);
         audit_writer_record(st.audit, "server_stopped", detail);

@@ -35,6 +35,7 @@ struct srv_state {
     const struct srv_config *cfg;
     struct base_logger *log;
     struct lws_context *lws;
+    bool lws_awake;             /* other threads may wake `lws` (under run.c's wake lock) */
     struct base_mailbox *inbox; /* to this thread; woken with lws_cancel_service */
     struct audit_writer *audit;
     struct audit_reader *audit_reader; /* admins' searches and exports */

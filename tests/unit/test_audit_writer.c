@@ -213,6 +213,99 @@ static void unwritable_data_dir_is_reported(void **state)
     audit_writer_stop(NULL);
 }
 
+/*
+ * A database from schema 2 (events with actors, no hash, no sessions view)
+ * is brought up to date at start: every row hashed in id order, the view
+ * built by replaying the events, and the consultation the log shows open
+ * closed with server_restart.
+ */
+static void schema_2_gets_its_chain_and_sessions(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    const char *v2 =
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, type TEXT NOT NULL,"
+        " detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail)));"
+        "CREATE INDEX events_by_time ON events (ts_ms);"
+        "ALTER TABLE events ADD COLUMN actor_role TEXT; ALTER TABLE events ADD COLUMN actor_id "
+        "TEXT;"
+        "ALTER TABLE events ADD COLUMN clinic TEXT; ALTER TABLE events ADD COLUMN consultation "
+        "TEXT;"
+        "ALTER TABLE events ADD COLUMN outcome TEXT; ALTER TABLE events ADD COLUMN source TEXT;"
+        "CREATE INDEX events_by_clinic ON events (clinic, ts_ms);"
+        "CREATE INDEX events_by_consultation ON events (consultation);"
+        "INSERT INTO events (ts_ms, type, actor_role, actor_id, clinic, consultation, detail) "
+        "VALUES"
+        " (1000, 'queue_joined', 'patient', 'c_1', 'general', 'c_1', '{\"name\":\"Amal\"}'),"
+        " (4000, 'consultation_called', 'doctor', 'dr.a', 'general', 'c_1', '{}'),"
+        " (5000, 'consultation_started', 'patient', 'c_1', 'general', 'c_1', "
+        "'{\"doctor\":\"dr.a\"}'),"
+        " (65000, 'consultation_ended', 'doctor', 'dr.a', 'general', 'c_1', "
+        "'{\"reason\":\"completed\"}'),"
+        " (70000, 'queue_joined', 'patient', 'c_2', 'general', 'c_2', '{\"name\":\"Open\"}');"
+        "PRAGMA user_version = 2;";
+    assert_int_equal(sqlite3_exec(db, v2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    char err[256];
+    struct audit_writer *w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    if (!w)
+        fail_msg("start: %s", err);
+    audit_writer_stop(w);
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), audit_schema_version());
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM events WHERE length(hash) = 32"),
+                     query_int(f->db, "SELECT count(*) FROM events"));
+    assert_int_equal(query_int(f->db, "SELECT wait_ms FROM sessions WHERE consultation = 'c_1'"),
+                     3000);
+    assert_int_equal(
+        query_int(f->db, "SELECT duration_ms FROM sessions WHERE consultation = 'c_1'"), 60000);
+    assert_int_equal(query_int(f->db, "SELECT end_reason = 'completed' AND doctor = 'dr.a' "
+                                      "FROM sessions WHERE consultation = 'c_1'"),
+                     1);
+    /* The open one is closed at this start, flagged, its wait unknown. */
+    assert_int_equal(query_int(f->db, "SELECT end_reason = 'server_restart' AND recovered = 1 AND "
+                                      "wait_ms IS NULL AND ended_ms = 70000 "
+                                      "FROM sessions WHERE consultation = 'c_2'"),
+                     1);
+    const char *args[] = {"verify", "--data-dir", f->dir, NULL};
+    FILE *out = tmpfile(), *errout = tmpfile();
+    assert_int_equal(audit_main(3, (char **)args, out, errout), 0);
+    fclose(out);
+    fclose(errout);
+}
+
+/* A hash removed is reported by verify, and opening the store again does not put it back. */
+static void a_missing_hash_is_never_mended(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    struct audit_writer *w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    if (!w)
+        fail_msg("start: %s", err);
+    for (int i = 0; i < 5; i++)
+        while (audit_writer_record(w, "test_event", "{}") == -EAGAIN)
+            usleep(100);
+    audit_writer_stop(w);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE events SET detail = '{\"x\":1}', hash = NULL WHERE id >= 3", NULL,
+                     NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    w = audit_writer_start(f->dir, f->log, err, sizeof(err));
+    if (!w)
+        fail_msg("restart: %s", err);
+    audit_writer_stop(w);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM events WHERE hash IS NULL"), 3);
+    const char *args[] = {"verify", "--data-dir", f->dir, NULL};
+    FILE *out = tmpfile(), *errout = tmpfile();
+    assert_int_equal(audit_main(3, (char **)args, out, errout), 1);
+    fclose(out);
+    fclose(errout);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +315,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(event_columns_are_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(probe_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(schema_2_gets_its_chain_and_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_missing_hash_is_never_mended, setup, teardown),
         cmocka_unit_test_setup_teardown(unwritable_data_dir_is_reported, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,7 +96,12 @@ int64_t audit_writer_committed_id(const struct audit_writer *writer);
 #define AUDIT_PAGE_MAX     500
 #define AUDIT_EXPORT_MAX   100000 /* rows in one export: more asks for narrower filters */
 
-enum audit_query_kind { AUDIT_QUERY_SESSIONS = 0, AUDIT_QUERY_EVENTS = 1 };
+enum audit_query_kind {
+    AUDIT_QUERY_SESSIONS = 0, /* rows of the sessions view */
+    AUDIT_QUERY_EVENTS = 1,   /* rows of the event log */
+    AUDIT_QUERY_STATS = 2,    /* wait and duration figures per clinic (from, to, clinic) */
+    AUDIT_QUERY_VERIFY = 3,   /* the hash chain walked: intact, or where it breaks */
+};
 enum audit_format { AUDIT_FORMAT_JSON = 0, AUDIT_FORMAT_CSV = 1, AUDIT_FORMAT_FHIR = 2 };
 
 /*

@@ -42,4 +42,20 @@ int audit_chain_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t id, int64_t t
 /* Lower-case hex of a hash into `out` (2 * AUDIT_HASH_BYTES + 1 bytes). */
 void audit_chain_hex(const uint8_t hash[AUDIT_HASH_BYTES], char *out);
 
+/* What walking the whole chain found (audit_chain_walk()). */
+struct audit_chain_walk {
+    uint64_t count;                 /* events whose hash is right, from the first on */
+    uint8_t head[AUDIT_HASH_BYTES]; /* the last good one's hash */
+    int64_t bad_id, bad_ts_ms;      /* the first bad event, when there is one */
+    char bad_type[64];
+};
+
+/*
+ * Recomputes every event's hash in id order on `db` (read-only is enough).
+ * Returns 0 when all are right, 1 at the first that is not (filled in
+ * `out`), -1 when the database cannot be read.
+ */
+struct sqlite3;
+int audit_chain_walk(struct sqlite3 *db, struct audit_chain_walk *out);
+
 #endif

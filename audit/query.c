@@ -823,6 +823,169 @@ void audit_query_refuse(struct audit_request *rq, unsigned status, const char *c
     rq->len = rq->body ? strlen(rq->body) : 0;
 }
 
+/* The nearest-rank percentile `p` (0..100) of `n` sorted values. */
+static double percentile(const int64_t *sorted, size_t n, double p)
+{
+    size_t rank = (size_t)((p / 100.0) * (double)n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return (double)sorted[rank - 1] / 1000.0;
+}
+
+static int compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median and 90th percentile of one clinic's `n` values in ms, as seconds; null when none. */
+static void add_percentiles(json_t *o, const char *median_key, const char *p90_key, int64_t *v,
+                            size_t n)
+{
+    if (!n) {
+        json_object_set_new(o, median_key, json_null());
+        if (p90_key)
+            json_object_set_new(o, p90_key, json_null());
+        return;
+    }
+    qsort(v, n, sizeof(*v), compare_int64);
+    json_object_set_new(o, median_key, json_real(percentile(v, n, 50)));
+    if (p90_key)
+        json_object_set_new(o, p90_key, json_real(percentile(v, n, 90)));
+}
+
+/*
+ * Per clinic, over the sessions that joined a queue in [from, to): how many,
+ * the median and 90th-percentile wait (patients called or gone), and the
+ * median duration. Percentiles by nearest rank, computed here: SQLite has none.
+ */
+static void answer_stats(sqlite3 *db, struct audit_request *rq)
+{
+    struct audit_query q = rq->query;
+    q.kind = AUDIT_QUERY_SESSIONS;
+    q.cursor = 0;
+    struct sql s;
+    memset(&s, 0, sizeof(s));
+    sql_add(&s, "SELECT clinic, wait_ms, duration_ms FROM sessions WHERE 1");
+    sql_scope(&s, &q, "clinic");
+    if (q.clinic[0])
+        sql_where_text(&s, "clinic = ?", q.clinic);
+    if (q.from_ms)
+        sql_where_int(&s, "queued_ms >= ?", q.from_ms);
+    if (q.to_ms)
+        sql_where_int(&s, "queued_ms < ?", q.to_ms);
+    sql_add(&s, " ORDER BY clinic LIMIT 1000001");
+    sqlite3_stmt *st = NULL;
+    if (prepare(db, &s, &st) != 0) {
+        audit_query_refuse(rq, 500, "internal", sqlite3_errmsg(db));
+        return;
+    }
+    json_t *clinics = json_array();
+    size_t cap = 1024, n_wait = 0, n_dur = 0, sessions = 0;
+    int64_t *waits = malloc(cap * sizeof(int64_t)), *durs = malloc(cap * sizeof(int64_t));
+    char current[AUDIT_ID_MAX] = "";
+    bool failed = !waits || !durs || !clinics;
+    int step = SQLITE_DONE;
+    for (bool more = true; more && !failed;) {
+        step = sqlite3_step(st);
+        more = step == SQLITE_ROW;
+        const char *clinic = more ? col_text(st, 0) : NULL;
+        if (!clinic && more)
+            clinic = "";
+        if (sessions && (!more || strcmp(clinic, current) != 0)) {
+            json_t *o = json_pack("{s:s, s:I, s:I}", "clinic", current, "sessions",
+                                  (json_int_t)sessions, "waited", (json_int_t)n_wait);
+            add_percentiles(o, "median_wait_s", "p90_wait_s", waits, n_wait);
+            add_percentiles(o, "median_duration_s", NULL, durs, n_dur);
+            json_array_append_new(clinics, o);
+            sessions = n_wait = n_dur = 0;
+        }
+        if (!more)
+            break;
+        snprintf(current, sizeof(current), "%s", clinic);
+        sessions++;
+        if (n_wait == cap || n_dur == cap) {
+            cap *= 2;
+            int64_t *w2 = realloc(waits, cap * sizeof(int64_t));
+            if (w2)
+                waits = w2;
+            int64_t *d2 = realloc(durs, cap * sizeof(int64_t));
+            if (d2)
+                durs = d2;
+            failed = !w2 || !d2;
+            if (failed)
+                break;
+        }
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+            waits[n_wait++] = sqlite3_column_int64(st, 1);
+        if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+            durs[n_dur++] = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    free(waits);
+    free(durs);
+    if (failed || step != SQLITE_DONE) {
+        json_decref(clinics);
+        audit_query_refuse(rq, 500, "internal", failed ? "out of memory" : sqlite3_errmsg(db));
+        return;
+    }
+    char from[32] = "", to[32] = "";
+    if (q.from_ms)
+        iso_time(q.from_ms, from, sizeof(from));
+    if (q.to_ms)
+        iso_time(q.to_ms, to, sizeof(to));
+    json_t *doc = json_pack("{s:o, s:s?, s:s?}", "clinics", clinics, "from", from[0] ? from : NULL,
+                            "to", to[0] ? to : NULL);
+    rq->rows = (unsigned)json_array_size(clinics);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        audit_query_refuse(rq, 500, "internal", "out of memory");
+        return;
+    }
+    free(rq->body);
+    rq->body = text;
+    rq->len = strlen(text);
+    rq->status = 200;
+    rq->content_type = "application/json";
+}
+
+/* The chain walked, as the admin page shows it. */
+static void answer_verify(sqlite3 *db, struct audit_request *rq)
+{
+    struct audit_chain_walk walk;
+    int rc = audit_chain_walk(db, &walk);
+    if (rc < 0) {
+        audit_query_refuse(rq, 500, "internal", sqlite3_errmsg(db));
+        return;
+    }
+    char hex[2 * AUDIT_HASH_BYTES + 1], when[32];
+    audit_chain_hex(walk.head, hex);
+    json_t *doc;
+    if (rc == 0) {
+        doc = json_pack("{s:b, s:I, s:s}", "ok", 1, "events", (json_int_t)walk.count, "head", hex);
+    } else {
+        iso_time(walk.bad_ts_ms, when, sizeof(when));
+        doc = json_pack("{s:b, s:I, s:{s:I, s:s, s:s}}", "ok", 0, "events", (json_int_t)walk.count,
+                        "broken_at", "id", (json_int_t)walk.bad_id, "type", walk.bad_type, "time",
+                        when);
+    }
+    rq->rows = (unsigned)walk.count;
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        audit_query_refuse(rq, 500, "internal", "out of memory");
+        return;
+    }
+    free(rq->body);
+    rq->body = text;
+    rq->len = strlen(text);
+    rq->status = 200;
+    rq->content_type = "application/json";
+}
+
 /* Appends `item` (taken) as JSON text, after a comma unless it is the first. */
 static void text_add_json(struct text *t, json_t *item, bool first)
 {
@@ -846,6 +1009,15 @@ void audit_query_answer(sqlite3 *db, struct audit_request *rq)
 {
     const struct audit_query *q = &rq->query;
     rq->rows = 0;
+    if (q->kind == AUDIT_QUERY_STATS || q->kind == AUDIT_QUERY_VERIFY) {
+        if (rq->format != AUDIT_FORMAT_JSON || rq->export_all)
+            audit_query_refuse(rq, 400, "bad_request", "statistics and verification are JSON");
+        else if (q->kind == AUDIT_QUERY_STATS)
+            answer_stats(db, rq);
+        else
+            answer_verify(db, rq);
+        return;
+    }
     if (rq->format == AUDIT_FORMAT_FHIR && q->kind != AUDIT_QUERY_EVENTS) {
         audit_query_refuse(rq, 400, "bad_request",
                            "FHIR AuditEvent exports are of events: use the events export");
@@ -971,8 +1143,8 @@ char *audit_query_describe(const struct audit_request *rq)
         for (unsigned i = 0; i < q->scope_count; i++)
             json_array_append_new(scope, json_string(q->scope[i]));
     }
-    json_t *d = json_pack("{s:s, s:s, s:o, s:o, s:i, s:i}", "of",
-                          q->kind == AUDIT_QUERY_SESSIONS ? "sessions" : "events", "format",
+    static const char *const kinds[] = {"sessions", "events", "stats", "verify"};
+    json_t *d = json_pack("{s:s, s:s, s:o, s:o, s:i, s:i}", "of", kinds[q->kind], "format",
                           formats[rq->format], "filters", filters, "scope", scope, "rows",
                           (int)rq->rows, "status", (int)rq->status);
     char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;

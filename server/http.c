@@ -367,7 +367,8 @@ static int read_audit_args(struct lws *wsi, struct audit_request *rq, char *err,
 }
 
 /*
- * GET /api/audit/sessions, /api/audit/events (a page of JSON) and
+ * GET /api/audit/sessions, /api/audit/events (a page of JSON),
+ * /api/audit/stats (waits per clinic), /api/audit/verify (the chain) and
  * /api/audit/export (a file): admins only, within their clinics. The search
  * runs on the audit reader thread; the answer comes back through the inbox
  * (srv_http_audit_answer), so this thread never waits on the database.
@@ -379,6 +380,10 @@ static int serve_audit(struct lws *wsi, struct http_session *hs, const char *uri
     bool export_all = false;
     if (strcmp(uri, "/api/audit/sessions") == 0)
         kind = AUDIT_QUERY_SESSIONS;
+    else if (strcmp(uri, "/api/audit/stats") == 0)
+        kind = AUDIT_QUERY_STATS;
+    else if (strcmp(uri, "/api/audit/verify") == 0)
+        kind = AUDIT_QUERY_VERIFY;
     else if (strcmp(uri, "/api/audit/export") == 0)
         export_all = true;
     else if (strcmp(uri, "/api/audit/events") != 0)

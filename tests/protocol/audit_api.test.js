@@ -416,3 +416,38 @@ test('account changes by `tabib user` are in the log, appended beside the runnin
   const refused = await get('/api/audit/sessions', 'dr.b');
   assert.equal(refused.status, 401, 'a disabled account has no session');
 });
+
+test('stats: median and 90th-percentile wait per clinic, within the admin scope', async () => {
+  const r = await get(`/api/audit/stats?from=${Date.now() - 3600e3}`, 'boss');
+  assert.equal(r.status, 200, r.text);
+  const by = Object.fromEntries(r.json.clinics.map((c) => [c.clinic, c]));
+  const sessions = (await get(`/api/audit/sessions?clinic=${A}&limit=500`, 'boss')).json.sessions;
+  assert.equal(by[A].sessions, sessions.length);
+  const waits = sessions.filter((x) => x.wait_s !== null).map((x) => x.wait_s).sort((a, b) => a - b);
+  assert.equal(by[A].waited, waits.length);
+  // Nearest rank over the exact milliseconds; the sessions round to 0.1 s.
+  const rank = (p) => waits[Math.max(1, Math.ceil((p / 100) * waits.length)) - 1];
+  assert.ok(Math.abs(by[A].median_wait_s - rank(50)) <= 0.1, `${by[A].median_wait_s} vs ${rank(50)}`);
+  assert.ok(Math.abs(by[A].p90_wait_s - rank(90)) <= 0.1, `${by[A].p90_wait_s} vs ${rank(90)}`);
+  assert.ok(by[A].median_duration_s >= 0.1);
+  assert.equal(by[B].sessions, 1);
+  const scoped = await get(`/api/audit/stats?from=${Date.now() - 3600e3}`, 'admin.a');
+  assert.deepEqual(
+    scoped.json.clinics.map((c) => c.clinic),
+    [A],
+  );
+  assert.equal((await get('/api/audit/stats', 'dr.a')).status, 403);
+});
+
+test('verify: the chain as the admin page shows it', async () => {
+  const r = await get('/api/audit/verify', 'boss');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.ok, true);
+  assert.match(r.json.head, /^[0-9a-f]{64}$/);
+  assert.ok(r.json.events > 20);
+  assert.equal((await get('/api/audit/verify', 'dr.a')).status, 403);
+  const rec = await srv.audit("type = 'audit_search' AND detail LIKE '%\"of\":\"verify\"%'", {
+    done: (rows) => rows.length >= 1,
+  });
+  assert.equal(rec[0].actor_id, 'boss');
+});

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the browser tests (default: media.test.js and flow.test.js) inside a
+# Runs the browser tests (default: media.test.js, flow.test.js, app.test.js) inside a
 # private network namespace whose only interface is loopback, so that neither
 # Chromium nor tabib can see, advertise or send to any address but 127.0.0.1 and ::1.
 #
@@ -34,7 +34,7 @@ for tool in unshare ip node; do
 done
 
 if [ "$#" -eq 0 ]; then
-  set -- media.test.js flow.test.js
+  set -- media.test.js flow.test.js app.test.js
 fi
 
 # --pid --fork --kill-child: the shell is process 1 of a new PID namespace, so when

@@ -1064,6 +1064,25 @@ static void signed_in(struct sig_hub *hub, struct request *rq, const struct sig_
                           (json_int_t)(hub->cfg.session_ttl_ms / 1000));
     if (show_token)
         json_object_set_new(r, "token", json_string(token));
+    /* The clinics the account may see, named in both languages, so that pages can show them. */
+    json_t *clinics = json_array();
+    for (unsigned i = 0; i < hub->cfg.clinic_count; i++)
+        if (may_see_clinic(user, &hub->clinics[i]))
+            json_array_append_new(clinics,
+                                  json_pack("{s:s, s:s, s:s}", "id", hub->clinics[i].cfg->id,
+                                            "name_en", hub->clinics[i].cfg->name_en, "name_ar",
+                                            hub->clinics[i].cfg->name_ar));
+    json_object_set_new(r, "clinics", clinics);
+    /* A doctor back on a new connection finds the consultation they had open. */
+    struct staff *s = rq->conn->staff;
+    struct consultation *c = s ? s->current : NULL;
+    if (c)
+        json_object_set_new(r, "current",
+                            json_pack("{s:s, s:s, s:s, s:{s:s, s:s?, s:s}}", "consultation", c->id,
+                                      "state", sig_state_name(c->state), "clinic",
+                                      c->clinic->cfg->id, "patient", "name", c->name, "patient_ref",
+                                      c->patient_ref[0] ? c->patient_ref : NULL, "priority",
+                                      c->priority ? "urgent" : "routine"));
     reply(hub, rq, r);
 }
 

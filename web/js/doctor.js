@@ -308,7 +308,26 @@ async function startSession(tok, { fresh = false } = {}) {
   // Back where the doctor was before a reload: the same consultation, the same duty. The
   // consultation comes first so that the queue snapshots that duty brings can show it was
   // returned meanwhile (see onQueue).
-  const saved = parseJson(storeGet(STORE.consultation));
+  // The server says which consultation is open (a new tab, another device); this tab's own
+  // note of it is used when the server's is the same one (it knows a little more).
+  let saved = parseJson(storeGet(STORE.consultation));
+  const open = reply.current;
+  if (open && saved?.id !== open.consultation) {
+    saved = {
+      id: open.consultation,
+      clinic: open.clinic,
+      phase: open.state === 'in_consultation' ? 'in_consultation' : 'called',
+      patient: {
+        name: open.patient?.name ?? '',
+        priority: open.patient?.priority ?? 'routine',
+        ready: false,
+        connected: true,
+        ref: open.patient?.patient_ref ?? null,
+      },
+    };
+  } else if (!open) {
+    saved = null; /* ended while away */
+  }
   if (saved?.id) {
     current = { ...saved, restored: true };
     state.consultation = publicConsultation();

@@ -162,7 +162,10 @@ export class Signal {
       this._setState('closed', { code: e.code, reason: e.reason });
       return;
     }
-    const delay = RETRY_DELAYS_MS[Math.min(this._attempt, RETRY_DELAYS_MS.length - 1)];
+    // While the browser knows it is offline, try only now and then: the 'online' event
+    // retries at once (and every failed attempt is an error line in the console).
+    const offline = navigator.onLine === false;
+    const delay = offline ? RETRY_DELAYS_MS.at(-1) : RETRY_DELAYS_MS[Math.min(this._attempt, RETRY_DELAYS_MS.length - 1)];
     this._attempt++;
     this._setState('reconnecting', { code: e.code, reason: e.reason });
     this._retryTimer = setTimeout(() => this._open(), delay);

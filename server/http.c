@@ -306,8 +306,8 @@ static int answer_api(struct lws *wsi, struct http_session *hs)
     return rc;
 }
 
-/* Answers with a JSON error body we own (NULL: out of memory). */
-static int respond_error(struct lws *wsi, struct http_session *hs, unsigned status, char *json)
+/* Answers with a JSON body we own (NULL: out of memory). */
+static int respond_json(struct lws *wsi, struct http_session *hs, unsigned status, char *json)
 {
     if (!json)
         return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n");
@@ -318,7 +318,7 @@ static int respond_error(struct lws *wsi, struct http_session *hs, unsigned stat
 
 static int respond_bad_request(struct lws *wsi, struct http_session *hs, const char *message)
 {
-    return respond_error(wsi, hs, 400, sig_error_reply(NULL, "bad_request", message));
+    return respond_json(wsi, hs, 400, sig_error_reply(NULL, "bad_request", message));
 }
 
 /* Reads the URL's filters into `rq`. Returns 0, or -1 with a sentence in `err`. */
@@ -400,7 +400,7 @@ static int serve_audit(struct lws *wsi, struct http_session *hs, const char *uri
         sig_hub_http_audit_access(st->hub, bearer, what, address, base_now_ms(), &who, &error);
     OPENSSL_cleanse(auth, sizeof(auth));
     if (denied)
-        return respond_error(wsi, hs, (unsigned)denied, error);
+        return respond_json(wsi, hs, (unsigned)denied, error);
     struct audit_request *rq = calloc(1, sizeof(*rq));
     if (!rq)
         return respond_text(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n");
@@ -434,8 +434,8 @@ static int serve_audit(struct lws *wsi, struct http_session *hs, const char *uri
         if (audit_writer_append(st->audit, &ev) != 0)
             st->audit_dropped++;
         audit_request_free(rq);
-        return respond_error(wsi, hs, 403,
-                             sig_error_reply(NULL, "forbidden", "no access to that clinic"));
+        return respond_json(wsi, hs, 403,
+                            sig_error_reply(NULL, "forbidden", "no access to that clinic"));
     }
     struct srv_audit_wait *slot = NULL;
     for (unsigned i = 0; i < SRV_AUDIT_WAITS && !slot; i++)
@@ -444,7 +444,7 @@ static int serve_audit(struct lws *wsi, struct http_session *hs, const char *uri
     rq->id = ++st->audit_request_seq;
     if (!slot || !st->audit_reader || audit_reader_submit(st->audit_reader, rq) != 0) {
         audit_request_free(rq);
-        return respond_error(
+        return respond_json(
             wsi, hs, HTTP_STATUS_SERVICE_UNAVAILABLE,
             sig_error_reply(NULL, "busy", "too many audit searches at once; try again shortly"));
     }
@@ -525,6 +525,10 @@ static int route(struct lws *wsi, struct http_session *hs, const char *uri)
         return serve_metrics(wsi, hs);
     if (strncmp(uri, "/api/audit/", 11) == 0)
         return serve_audit(wsi, hs, uri);
+    if (strcmp(uri, "/api/clinics") == 0) {
+        char *list = sig_hub_http_clinics(state_of(wsi)->hub, base_wall_ms());
+        return respond_json(wsi, hs, HTTP_STATUS_OK, list);
+    }
     if (strcmp(uri, "/ws") == 0)
         return respond_text(wsi, hs, HTTP_STATUS_BAD_REQUEST,
                             "/ws speaks WebSocket (subprotocol " SIG_SUBPROTOCOL ") only\n");

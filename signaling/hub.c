@@ -2247,3 +2247,15 @@ int sig_hub_http_audit_access(struct sig_hub *hub, const char *bearer, const cha
         *error = sig_error_reply(NULL, "forbidden", "only admins may read the audit log");
     return status;
 }
+
+char *sig_hub_http_clinics(struct sig_hub *hub, int64_t wall_ms)
+{
+    json_t *list = json_array();
+    for (unsigned i = 0; i < hub->cfg.clinic_count; i++) {
+        const struct sig_clinic_config *cfg = hub->clinics[i].cfg;
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}", "id", cfg->id, "name_en",
+                                              cfg->name_en, "name_ar", cfg->name_ar, "open",
+                                              sig_clinic_is_open(cfg, wall_ms / 1000)));
+    }
+    return dump(json_pack("{s:o}", "clinics", list));
+}

@@ -240,6 +240,13 @@ char *sig_hub_http_login(struct sig_hub *hub, const char *body, size_t len, cons
 char *sig_hub_http_appointment(struct sig_hub *hub, const char *bearer, const char *body,
                                size_t len, const char *address, int64_t now_ms, int *status);
 
+/*
+ * GET /api/clinics: the clinics as a patient's page may show them before
+ * anyone signs in (ids, names in both languages, open now or not). Public:
+ * the same names are on every clinic's link. New JSON text (free()), or NULL.
+ */
+char *sig_hub_http_clinics(struct sig_hub *hub, int64_t wall_ms);
+
 /* An admin cleared to read the audit log, and over which clinics. */
 struct sig_audit_reader {
     char username[64];

@@ -170,6 +170,7 @@ test('the whole story: an Arabic phone patient, a doctor, a network drop, the en
   // The patient opens the clinic link on a phone and switches to Arabic.
   const patient = await newPage(patientChrome, PHONE, '/c/general');
   await waitForScreen(patient, 'consent');
+  await patient.locator('#clinic-name', { hasText: 'General Practice' }).waitFor(); // named before joining
   await checkState(patient, 'patient-consent');
   await setLang(patient, 'ar');
   await patient.locator('#consent-agree').click();

@@ -40,3 +40,10 @@ test('a doctor back on a new connection finds their clinics and their open consu
   assert.equal(again.current, undefined, 'nothing open any more');
   for (const c of [first, second, third, patient]) c.close();
 });
+
+test('GET /api/clinics names every clinic in both languages, without signing in', async () => {
+  const r = await httpsRequest(srv.port, 'GET', '/api/clinics');
+  assert.equal(r.status, 200);
+  const general = r.json.clinics.find((c) => c.id === 'general');
+  assert.deepEqual(general, { id: 'general', name_en: 'General Practice', name_ar: 'الطب العام', open: true });
+});

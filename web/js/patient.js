@@ -1011,6 +1011,24 @@ function readLocation() {
   state.askClinic = !state.clinic && !state.appointment;
 }
 
+/**
+ * The clinic's names, for the header before joining: the link carries only its id.
+ * Best effort; `joined` brings them too.
+ */
+async function loadClinicNames() {
+  if (!state.clinic || state.clinicNames) return;
+  try {
+    const r = await fetch('/api/clinics', { cache: 'no-store' });
+    const found = r.ok ? (await r.json()).clinics.find((c) => c.id === state.clinic) : null;
+    if (found && !state.clinicNames) {
+      state.clinicNames = { name_en: found.name_en, name_ar: found.name_ar };
+      setText($('clinic-name'), clinicName());
+    }
+  } catch {
+    /* the id stays shown */
+  }
+}
+
 /** A reload while waiting or in a consultation: devices again, then resume. */
 async function resumeAfterReload(saved) {
   state.clinic = saved.clinic ?? state.clinic;
@@ -1092,6 +1110,7 @@ function wire() {
 function main() {
   wire();
   readLocation();
+  loadClinicNames();
   applyTranslations(document);
   const saved = savedSession();
   if (saved?.token) {

@@ -98,13 +98,13 @@ async function setLang(page, lang) {
 }
 
 /**
- * axe-core and a screenshot of the page as it is, in both languages and at both sizes;
- * the page is put back in its language and size afterwards.
+ * axe-core and a screenshot of the page as it is, in both languages (or `langs`) and at
+ * both sizes; the page is put back in its language and size afterwards.
  */
-async function checkState(page, name) {
+async function checkState(page, name, { langs = ['en', 'ar'] } = {}) {
   const lang = await currentLang(page);
   const size = page.viewportSize();
-  for (const l of ['en', 'ar']) {
+  for (const l of langs) {
     await setLang(page, l);
     for (const [label, vp] of [
       ['360x740', PHONE],
@@ -217,8 +217,9 @@ test('the whole story: an Arabic phone patient, a doctor, a network drop, the en
   await patient.context().setOffline(true);
   await patient.waitForFunction(() => window.tabibApp.state.connection !== 'open', null, { timeout: 30000 });
   assert.ok(await patient.locator('#banner').isVisible(), 'the patient sees that it reconnects');
-  await screenshot(patient, 'patient-reconnecting');
-  await sleep(8000);
+  const cutAt = Date.now();
+  await checkState(patient, 'patient-reconnecting');
+  await sleep(Math.max(0, 8000 - (Date.now() - cutAt)));
   await restoreNetwork();
   await patient.context().setOffline(false);
   // The consultation resumes by itself: same consultation, media both ways again.
@@ -229,9 +230,19 @@ test('the whole story: an Arabic phone patient, a doctor, a network drop, the en
   await assertMediaFlows(doctor, 'doctor after the drop');
 
   // The doctor ends; the patient sees why.
+  // The confirmation is modal (the language switch is behind it): each language on its own.
+  await setLang(doctor, 'ar');
+  await doctor.locator('#end-button').click();
+  await doctor.locator('#end-cancel').waitFor();
+  await checkState(doctor, 'doctor-end-dialog', { langs: ['ar'] });
+  await doctor.locator('#end-cancel').click();
+  await setLang(doctor, 'en');
   await doctor.getByRole('button', { name: 'End consultation' }).click();
+  await doctor.getByRole('button', { name: 'Yes, end it' }).waitFor();
+  await checkState(doctor, 'doctor-end-dialog', { langs: ['en'] });
   await doctor.getByRole('button', { name: 'Yes, end it' }).click();
   await waitForScreen(patient, 'ended');
+  assert.equal((await appState(patient)).endReason, 'completed');
   await checkState(patient, 'patient-ended');
   await waitForScreen(doctor, 'queue');
   assert.ok(await doctor.getByRole('button', { name: 'Call next patient' }).first().isVisible());

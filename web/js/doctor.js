@@ -127,9 +127,12 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
-/** Fills an alert (role="alert") with text, or empties it; CSS hides an empty one. */
+/**
+ * Fills an alert (role="alert") with text, or empties it; an empty one takes no room.
+ * Only a change is written: the same text again would be announced again.
+ */
 function showAlert(node, text) {
-  node.textContent = text ?? '';
+  if (node.textContent !== (text ?? '')) node.textContent = text ?? '';
 }
 
 let announceTimer = null;
@@ -174,7 +177,7 @@ function setScreen(screen) {
 function updateTitle() {
   if (state.screen === 'sign-in') document.title = t('doctor.title.signIn');
   else if (state.screen === 'consultation' && current)
-    document.title = t('doctor.title.consultation', { name: current.patient.name });
+    document.title = t('doctor.title.consultation'); /* no name: titles end up in history and tab lists */
   else {
     const waiting = Object.values(state.queues).reduce((a, b) => a + b, 0);
     document.title = waiting ? t('doctor.title.queueWaiting', { count: formatNumber(waiting) }) : t('doctor.title.queue');
@@ -312,7 +315,10 @@ async function startSession(tok, { fresh = false } = {}) {
   // note of it is used when the server's is the same one (it knows a little more).
   let saved = parseJson(storeGet(STORE.consultation));
   const open = reply.current;
-  if (open && saved?.id !== open.consultation) {
+  if (open && saved?.id === open.consultation) {
+    // Events may have been missed while away (the patient accepted): the server's state wins.
+    saved.phase = open.state === 'in_consultation' ? 'in_consultation' : 'called';
+  } else if (open) {
     saved = {
       id: open.consultation,
       clinic: open.clinic,
@@ -325,7 +331,7 @@ async function startSession(tok, { fresh = false } = {}) {
         ref: open.patient?.patient_ref ?? null,
       },
     };
-  } else if (!open) {
+  } else {
     saved = null; /* ended while away */
   }
   if (saved?.id) {

@@ -189,6 +189,8 @@ export class Leg {
   async _negotiate(pc, type, options) {
     await pc.setLocalDescription(await pc.createOffer(options));
     await gatheringDone(pc);
+    // Replaced or closed while gathering: its offer would replace the live leg on the server.
+    if (pc !== this.pc || pc.signalingState === 'closed') return;
     const reply = await this.signal.request(type, { sdp: pc.localDescription.sdp }, { timeoutMs: 15000 });
     if (pc !== this.pc || pc.signalingState === 'closed') return; // renewed or closed meanwhile
     if (reply.type !== 'answer' || typeof reply.sdp !== 'string') {

@@ -701,12 +701,16 @@ function onMediaEvent(ev) {
   if (ev.consultation && ev.consultation !== state.consultation) return;
   state.media = ev.state;
   if (ev.state === 'connected') {
+    renewAttempts = 0; // only media that connected proves the relay takes us again
     if (state.selfTest !== 'passed') state.selfTest = 'connected';
   } else if (ev.state === 'flowing') {
     state.selfTest = 'passed';
     clearTimeout(selfTestTimer);
-  } else if (ev.state === 'ended' || ev.state === 'reoffer') {
+  } else if (ev.state === 'reoffer') {
     renewLeg();
+  } else if (ev.state === 'ended') {
+    // With a growing pause: a relay that refuses (full) must not be asked again at once.
+    scheduleRenew();
   }
   render();
 }
@@ -739,7 +743,6 @@ async function renewLeg() {
   render();
   try {
     await leg.renew();
-    renewAttempts = 0;
     armSelfTestTimer();
     if (state.selfTest === 'renewing') state.selfTest = 'checking';
     syncLoopVideo();

@@ -130,8 +130,15 @@ export class Signal {
       try {
         await this.onReconnect(this);
       } catch (err) {
-        // The page's onReconnect decides what a failed resume means; the socket stays up.
         console.warn('signal: onReconnect failed:', err?.code ?? '', err?.message ?? err);
+        // The page handles what it knows to be final (not_found: the consultation is over;
+        // unauthorized: signed out). Anything else (a timeout, internal, rate_limited) must
+        // not leave an open socket without a role: try again, with the back-off.
+        if (!['not_found', 'unauthorized', 'forbidden'].includes(err?.code) && ws === this.ws) {
+          this._inReconnect = false;
+          this.drop();
+          return;
+        }
       } finally {
         this._inReconnect = false;
       }

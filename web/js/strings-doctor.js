@@ -14,7 +14,7 @@ const en = {
   'doctor.title.signIn': 'Sign in — Tabib doctor',
   'doctor.title.queue': 'Queue — Tabib doctor',
   'doctor.title.queueWaiting': '({count}) Queue — Tabib doctor',
-  'doctor.title.consultation': 'Consultation with {name} — Tabib doctor',
+  'doctor.title.consultation': 'Consultation — Tabib doctor',
 
   // Sign-in
   'doctor.signIn.heading': 'Doctor sign-in',
@@ -141,7 +141,7 @@ const ar = {
   'doctor.title.signIn': 'تسجيل الدخول — طبيب',
   'doctor.title.queue': 'قائمة الانتظار — طبيب',
   'doctor.title.queueWaiting': '({count}) قائمة الانتظار — طبيب',
-  'doctor.title.consultation': 'استشارة مع {name} — طبيب',
+  'doctor.title.consultation': 'استشارة — طبيب',
 
   'doctor.signIn.heading': 'تسجيل دخول الطبيب',
   'doctor.signIn.intro': 'سجّل الدخول لتبدأ المناوبة وترى مرضاك.',

@@ -277,6 +277,22 @@ test('the whole story: an Arabic phone patient, a doctor, a network drop, the en
   const index = await newPage(patientChrome, PHONE, '/');
   await checkState(index, 'index');
 
+  // A patient whose browser refuses the camera and microphone gets help, not a dead end.
+  // (The fake-media flags grant every request, so the refusal is made in the page.)
+  const deniedContext = await patientChrome.browser.newContext({ ignoreHTTPSErrors: true, viewport: PHONE });
+  await deniedContext.addInitScript(() => {
+    navigator.mediaDevices.getUserMedia = () =>
+      Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+  });
+  const denied = await deniedContext.newPage();
+  await denied.goto(`https://127.0.0.1:${server.port}/c/general`);
+  await waitForScreen(denied, 'consent');
+  await denied.locator('#consent-agree').click();
+  await denied.waitForFunction(() => window.tabibApp.state.devices === 'error', null, { timeout: 15000 });
+  assert.ok(await denied.locator('#device-error').isVisible(), 'the help is shown');
+  await checkState(denied, 'patient-devices-denied');
+  await deniedContext.close();
+
   const failures = a11y.filter((x) => x.violations.length);
   console.log(`axe-core ${AXE_VERSION}: ${a11y.length} checks (states x languages x sizes), ${failures.length} with violations`);
   for (const f of failures) console.log(`  ${f.state} ${f.lang} ${f.size}:\n    ${f.violations.join('\n    ')}`);

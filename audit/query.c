@@ -823,6 +823,22 @@ void audit_query_refuse(struct audit_request *rq, unsigned status, const char *c
     rq->len = rq->body ? strlen(rq->body) : 0;
 }
 
+/* Takes `doc` as a 200 JSON answer (a 500 when it is NULL or cannot be written). */
+static void answer_document(struct audit_request *rq, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        audit_query_refuse(rq, 500, "internal", "out of memory");
+        return;
+    }
+    free(rq->body);
+    rq->body = text;
+    rq->len = strlen(text);
+    rq->status = 200;
+    rq->content_type = "application/json";
+}
+
 /* The nearest-rank percentile `p` (0..100) of `n` sorted values. */
 static double percentile(const int64_t *sorted, size_t n, double p)
 {
@@ -939,17 +955,7 @@ static void answer_stats(sqlite3 *db, struct audit_request *rq)
     json_t *doc = json_pack("{s:o, s:s?, s:s?}", "clinics", clinics, "from", from[0] ? from : NULL,
                             "to", to[0] ? to : NULL);
     rq->rows = (unsigned)json_array_size(clinics);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text) {
-        audit_query_refuse(rq, 500, "internal", "out of memory");
-        return;
-    }
-    free(rq->body);
-    rq->body = text;
-    rq->len = strlen(text);
-    rq->status = 200;
-    rq->content_type = "application/json";
+    answer_document(rq, doc);
 }
 
 /* The chain walked, as the admin page shows it. */
@@ -973,17 +979,7 @@ static void answer_verify(sqlite3 *db, struct audit_request *rq)
                         when);
     }
     rq->rows = (unsigned)walk.count;
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text) {
-        audit_query_refuse(rq, 500, "internal", "out of memory");
-        return;
-    }
-    free(rq->body);
-    rq->body = text;
-    rq->len = strlen(text);
-    rq->status = 200;
-    rq->content_type = "application/json";
+    answer_document(rq, doc);
 }
 
 /* Appends `item` (taken) as JSON text, after a comma unless it is the first. */

@@ -317,8 +317,13 @@ function savedDevices() {
   return readJson(localStorage, DEVICES_KEY) ?? {};
 }
 
+// Each start of the devices is numbered: one that a newer start overtook (arrow keys on a
+// <select> fire a change per press) drops its stream instead of leaving a camera running.
+let deviceStarts = 0;
+
 /** Opens camera and microphone (the saved or chosen ones); fills the preview and the meter. */
 async function startDevices({ cameraId, microphoneId, video = true } = {}) {
+  const mine = ++deviceStarts;
   state.devices = 'starting';
   state.deviceError = null;
   state.noCameraOnly = false;
@@ -331,6 +336,7 @@ async function startDevices({ cameraId, microphoneId, video = true } = {}) {
   try {
     stream = await openLocalMedia({ cameraId, microphoneId, video });
   } catch (err) {
+    if (mine !== deviceStarts) return false; // overtaken: the newer start reports
     if (err.name === 'OverconstrainedError' || (err.name === 'NotFoundError' && (cameraId || microphoneId))) {
       // A remembered device is gone: the default ones will do.
       writeJson(localStorage, DEVICES_KEY, null);
@@ -353,6 +359,10 @@ async function startDevices({ cameraId, microphoneId, video = true } = {}) {
     render();
     return false;
   }
+  if (mine !== deviceStarts) {
+    stopStream(stream);
+    return false;
+  }
   useStream(stream);
   state.devices = stream.getVideoTracks().length ? 'ok' : 'audio_only';
   await refreshDeviceList();
@@ -361,6 +371,7 @@ async function startDevices({ cameraId, microphoneId, video = true } = {}) {
 }
 
 function useStream(stream) {
+  if (localStream && localStream !== stream) stopStream(localStream);
   localStream = stream;
   $('preview').srcObject = stream;
   mirrorFor(stream);

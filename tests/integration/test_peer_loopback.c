@@ -11,6 +11,12 @@
  * FIR) about the peer's own video, follows the peer to a new address on a
  * valid check, and answers an ICE restart with new credentials.
  *
+ * The active variant (responder_make_active) answers as Janus does: a full
+ * ICE agent (it checks the peer's address itself) and the DTLS client
+ * (setup:active), made of OpenSSL directly since media/dtls is passive only;
+ * its ClientHello leaves before it answers the peer's first check, so the
+ * peer, then the DTLS server, must keep it until its own check succeeds.
+ *
  * Threads: each responder and each peer runs one thread; the test's thread
  * reads their counters (atomics, and tp_peer_stats()).
  */
@@ -36,7 +42,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "dtls.h"
 #include "rtcp.h"
@@ -126,6 +138,20 @@ struct responder {
     atomic_uint plis, plis_forwarded;  /* PLIs about our video; PLIs or FIRs sent to the peer */
     atomic_uint peer_port;             /* where media goes: the last valid check's port */
     atomic_int audio_level;            /* the last echoed audio's level byte (V << 7 | -dBov) */
+    uint8_t fingerprint[32];           /* what the answer names: the passive or the active cert */
+
+    /* The active variant (responder_make_active): full ICE and the DTLS client, as Janus. */
+    bool active;
+    EVP_PKEY *client_key;
+    X509 *client_cert;
+    SSL_CTX *client_ctx;
+    SSL *client;
+    BIO *client_rbio, *client_wbio; /* owned by `client` */
+    char peer_pwd[MEDIA_SDP_ICE_MAX + 1];
+    unsigned checks_seen;
+    uint8_t own_txid[MEDIA_STUN_TXID_SIZE];
+    atomic_bool hello_early;  /* our ClientHello left before we answered any check */
+    atomic_bool own_check_ok; /* the peer answered our own check: integrity, address, all */
 };
 
 static void responder_send(struct responder *r, const uint8_t *data, size_t len)
@@ -154,6 +180,144 @@ static void responder_drain_dtls(struct responder *r)
         atomic_store(&r->dtls_failure, media_dtls_failure(r->dtls));
 }
 
+/* ------------------------------------------------------------------------- */
+/* The active variant: full ICE and the DTLS client, as Janus answers          */
+/* ------------------------------------------------------------------------- */
+
+/* Our own Binding request to the peer, as a controlled full agent sends it. */
+static void responder_send_own_check(struct responder *r)
+{
+    assert_int_equal(RAND_bytes(r->own_txid, sizeof(r->own_txid)), 1);
+    struct media_stun_request_params params = {
+        .txid = r->own_txid,
+        .remote_ufrag = r->remote_ufrag,
+        .local_ufrag = r->ufrag,
+        .remote_pwd = r->peer_pwd,
+        .priority = 0x6EFFFFFFu,
+        .controlling = false,
+        .tie_breaker = 0x1234,
+    };
+    uint8_t buf[512];
+    int n = media_stun_build_binding_request(r->stun, &params, buf, sizeof(buf));
+    if (n > 0)
+        responder_send(r, buf, (size_t)n);
+}
+
+/* The peer's answer to our check: ours, FINGERPRINT and MESSAGE-INTEGRITY (the peer's
+ * password) valid, XOR-MAPPED-ADDRESS our own address. */
+static void responder_own_check_answered(struct responder *r, const struct media_stun_msg *m)
+{
+    const struct sockaddr_in *mapped = (const struct sockaddr_in *)&m->xor_mapped;
+    if (memcmp(m->txid, r->own_txid, sizeof(r->own_txid)) != 0 ||
+        media_stun_verify_fingerprint(m) != 0 ||
+        media_stun_verify_integrity(r->stun, m, r->peer_pwd) != 0 || !m->has_xor_mapped ||
+        mapped->sin_family != AF_INET || mapped->sin_addr.s_addr != htonl(INADDR_LOOPBACK) ||
+        ntohs(mapped->sin_port) != r->port)
+        return;
+    atomic_store(&r->own_check_ok, true);
+}
+
+/* Sends what the DTLS client wrote, as one datagram (a flight here fits in one). */
+static void responder_client_flush(struct responder *r)
+{
+    uint8_t buf[4 * DATAGRAM_MAX];
+    int n = BIO_read(r->client_wbio, buf, sizeof(buf));
+    if (n > 0)
+        responder_send(r, buf, (size_t)n);
+}
+
+/* The handshake is done: the peer's certificate must be its offer's, keys as the client. */
+static void responder_client_connected(struct responder *r)
+{
+    const struct media_sdp_fingerprint *fp = &r->offer->transport.fingerprints[0];
+    uint8_t digest[EVP_MAX_MD_SIZE];
+    unsigned dlen = 0;
+    X509 *cert = SSL_get0_peer_certificate(r->client);
+    if (!cert || !X509_digest(cert, EVP_sha256(), digest, &dlen) || dlen != fp->len ||
+        memcmp(digest, fp->bytes, dlen) != 0) {
+        atomic_store(&r->dtls_failure, MEDIA_DTLS_ERR_FINGERPRINT);
+        return;
+    }
+    const SRTP_PROTECTION_PROFILE *sp = SSL_get_selected_srtp_profile(r->client);
+    struct media_srtp_keys k = {.profile = sp && sp->id == SRTP_AEAD_AES_128_GCM
+                                               ? MEDIA_SRTP_PROFILE_AEAD_AES_128_GCM
+                                               : MEDIA_SRTP_PROFILE_AES_CM_128_HMAC_SHA1_80};
+    size_t kl, sl;
+    uint8_t m[2 * (MEDIA_SRTP_KEY_MAX + MEDIA_SRTP_SALT_MAX)];
+    assert_int_equal(media_srtp_profile_lengths(k.profile, &kl, &sl), 0);
+    assert_int_equal(SSL_export_keying_material(r->client, m, 2 * (kl + sl), "EXTRACTOR-dtls_srtp",
+                                                19, NULL, 0, 0),
+                     1);
+    k.key_len = (uint8_t)kl;
+    k.salt_len = (uint8_t)sl;
+    memcpy(k.local_key, m, kl); /* client key, server key, client salt, server salt */
+    memcpy(k.remote_key, m + kl, kl);
+    memcpy(k.local_salt, m + 2 * kl, sl);
+    memcpy(k.remote_salt, m + 2 * kl + sl, sl);
+    r->srtp = media_srtp_new(&k, NULL);
+    atomic_store(&r->connected, r->srtp != NULL);
+}
+
+/* Feeds a datagram (NULL: none, to start) to the DTLS client and sends what it answers. */
+static void responder_client_step(struct responder *r, const uint8_t *data, size_t len)
+{
+    if (data)
+        BIO_write(r->client_rbio, data, (int)len);
+    if (!SSL_is_init_finished(r->client)) {
+        int rc = SSL_do_handshake(r->client);
+        int e = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(r->client, rc);
+        if (rc == 1)
+            responder_client_connected(r);
+        else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            atomic_store(&r->dtls_failure, MEDIA_DTLS_ERR_HANDSHAKE);
+    } else {
+        uint8_t scratch[DATAGRAM_MAX];
+        while (SSL_read(r->client, scratch, sizeof(scratch)) > 0)
+            ;
+    }
+    responder_client_flush(r);
+    ERR_clear_error();
+}
+
+/* The DTLS client's retransmission timer: ms until it is due (-1: none), run when due. */
+static int responder_client_timer(struct responder *r)
+{
+    struct timeval tv;
+    if (!r->active || SSL_is_init_finished(r->client) || DTLSv1_get_timeout(r->client, &tv) != 1)
+        return -1;
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) {
+        DTLSv1_handle_timeout(r->client);
+        responder_client_flush(r);
+        return responder_client_timer(r);
+    }
+    return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+/* OpenSSL checks nothing: the fingerprint is compared once the handshake is done. */
+static int responder_client_verify(int preverify_ok, X509_STORE_CTX *store)
+{
+    (void)preverify_ok;
+    (void)store;
+    return 1;
+}
+
+/* A self-signed P-256 certificate for the DTLS client. */
+static X509 *responder_client_cert(EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    assert_non_null(x);
+    assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), 7) == 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -3600));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600));
+    X509_NAME *name = X509_get_subject_name(x);
+    assert_true(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                           (const unsigned char *)"janus-like", -1, -1, 0) == 1);
+    assert_true(X509_set_issuer_name(x, name) == 1);
+    assert_true(X509_set_pubkey(x, key) == 1);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    return x;
+}
+
 /* A valid check, from any address, moves the media there (as an ICE-lite server). */
 static void responder_stun(struct responder *r, const uint8_t *data, size_t len,
                            const struct sockaddr_storage *from)
@@ -161,6 +325,10 @@ static void responder_stun(struct responder *r, const uint8_t *data, size_t len,
     struct media_stun_msg m;
     if (media_stun_parse(data, len, &m) != 0)
         return;
+    if (r->active && m.type == MEDIA_STUN_BINDING_SUCCESS) {
+        responder_own_check_answered(r, &m);
+        return;
+    }
     uint8_t buf[512];
     int n = -1;
     pthread_mutex_lock(&r->ice_lock);
@@ -172,6 +340,15 @@ static void responder_stun(struct responder *r, const uint8_t *data, size_t len,
         return;
     r->peer = *from;
     atomic_store(&r->peer_port, ntohs(((const struct sockaddr_in *)from)->sin_port));
+    if (r->active && r->checks_seen++ == 0) {
+        /* As libnice does on a check from an unknown address: check it back (a triggered
+         * check). And, as Janus, start the handshake; this first check stays unanswered, so
+         * the ClientHello reaches the peer before its ICE has succeeded. */
+        responder_send_own_check(r);
+        responder_client_step(r, NULL, 0);
+        atomic_store(&r->hello_early, true);
+        return;
+    }
     responder_send(r, buf, (size_t)n);
     atomic_fetch_add(&r->stun_answered, 1);
 }
@@ -298,7 +475,7 @@ static void *responder_thread(void *arg)
     uint8_t buf[DATAGRAM_MAX];
     while (!atomic_load(&r->stop)) {
         int timeout = 20; /* how soon a stop is noticed */
-        int dtls_ms = media_dtls_timeout_ms(r->dtls);
+        int dtls_ms = r->active ? responder_client_timer(r) : media_dtls_timeout_ms(r->dtls);
         if (dtls_ms >= 0 && dtls_ms < timeout)
             timeout = dtls_ms;
         struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
@@ -315,15 +492,19 @@ static void *responder_thread(void *arg)
                 responder_stun(r, buf, (size_t)n, &from);
             } else if (b >= 20 && b <= 63) {
                 atomic_fetch_add(&r->dtls_datagrams, 1);
-                media_dtls_handle_datagram(r->dtls, buf, (size_t)n);
-                responder_drain_dtls(r);
+                if (r->active) {
+                    responder_client_step(r, buf, (size_t)n);
+                } else {
+                    media_dtls_handle_datagram(r->dtls, buf, (size_t)n);
+                    responder_drain_dtls(r);
+                }
             } else if (b >= 128 && b <= 191 && r->srtp) {
                 responder_media(r, buf, (size_t)n);
             } else {
                 atomic_fetch_add(&r->others, 1);
             }
         }
-        if (media_dtls_timeout_ms(r->dtls) == 0) {
+        if (!r->active && media_dtls_timeout_ms(r->dtls) == 0) {
             media_dtls_handle_timeout(r->dtls);
             responder_drain_dtls(r);
         }
@@ -356,7 +537,7 @@ static void responder_write_answer(const struct responder *r, const struct media
         .video_ssrc = r->video_ssrc,
         .video_rtx_ssrc = r->resend == RESEND_PLAIN ? 0 : r->rtx_ssrc,
     };
-    memcpy(params.fingerprint_sha256, media_dtls_ctx_fingerprint_sha256(r->dtls_ctx), 32);
+    memcpy(params.fingerprint_sha256, r->fingerprint, 32);
     if (wrong_fingerprint)
         params.fingerprint_sha256[7] ^= 0x5A;
     assert_true(media_sdp_write_answer(o, &params, out, ANSWER_MAX) > 0);
@@ -420,8 +601,65 @@ static struct responder *responder_new(const char *offer, bool wrong_fingerprint
     memcpy(fp.bytes, ofp->bytes, ofp->len);
     r->dtls = media_dtls_new(r->dtls_ctx, &fp, NULL);
     assert_non_null(r->dtls);
+    memcpy(r->fingerprint, media_dtls_ctx_fingerprint_sha256(r->dtls_ctx), 32);
     responder_write_answer(r, o, responder_ufrag, responder_pwd, 1, wrong_fingerprint, r->answer);
     return r;
+}
+
+/* Replaces every `from` in `text` (ANSWER_MAX bytes) with `to`. */
+static void answer_replace(char *text, const char *from, const char *to)
+{
+    char out[ANSWER_MAX];
+    size_t o = 0, flen = strlen(from), tlen = strlen(to);
+    for (const char *p = text; *p;) {
+        if (strncmp(p, from, flen) == 0) {
+            assert_true(o + tlen < sizeof(out));
+            memcpy(out + o, to, tlen);
+            o += tlen;
+            p += flen;
+        } else {
+            assert_true(o + 1 < sizeof(out));
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    memcpy(text, out, o + 1);
+}
+
+/*
+ * Makes a responder (not yet started) answer as Janus does: a full ICE agent
+ * (no a=ice-lite; it checks the peer itself), the DTLS client (a=setup:active)
+ * with a certificate of its own, named in the answer.
+ */
+static void responder_make_active(struct responder *r)
+{
+    r->active = true;
+    snprintf(r->peer_pwd, sizeof(r->peer_pwd), "%s", r->offer->transport.ice_pwd);
+    r->client_key = EVP_EC_gen("P-256");
+    assert_non_null(r->client_key);
+    r->client_cert = responder_client_cert(r->client_key);
+    unsigned n = 0;
+    assert_true(X509_digest(r->client_cert, EVP_sha256(), r->fingerprint, &n) == 1 && n == 32);
+    r->client_ctx = SSL_CTX_new(DTLS_client_method());
+    assert_non_null(r->client_ctx);
+    assert_int_equal(SSL_CTX_use_certificate(r->client_ctx, r->client_cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(r->client_ctx, r->client_key), 1);
+    assert_int_equal(SSL_CTX_set_tlsext_use_srtp(r->client_ctx, "SRTP_AES128_CM_SHA1_80"), 0);
+    SSL_CTX_set_verify(r->client_ctx, SSL_VERIFY_PEER, responder_client_verify);
+    SSL_CTX_set_options(r->client_ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
+    r->client = SSL_new(r->client_ctx);
+    r->client_rbio = BIO_new(BIO_s_mem());
+    r->client_wbio = BIO_new(BIO_s_mem());
+    assert_true(r->client && r->client_rbio && r->client_wbio);
+    BIO_set_mem_eof_return(r->client_rbio, -1);
+    BIO_set_mem_eof_return(r->client_wbio, -1);
+    SSL_set_bio(r->client, r->client_rbio, r->client_wbio);
+    SSL_set_connect_state(r->client);
+    assert_true(DTLS_set_link_mtu(r->client, 1200) == 1);
+    responder_write_answer(r, r->offer, responder_ufrag, responder_pwd, 1, false, r->answer);
+    answer_replace(r->answer, "a=setup:passive", "a=setup:active");
+    answer_replace(r->answer, "a=ice-lite\r\n", "");
+    assert_non_null(strstr(r->answer, "a=setup:active"));
 }
 
 /*
@@ -464,6 +702,10 @@ static void responder_free(struct responder *r)
         pthread_join(r->thread, NULL);
     }
     media_srtp_free(r->srtp);
+    SSL_free(r->client); /* and its BIOs */
+    SSL_CTX_free(r->client_ctx);
+    X509_free(r->client_cert);
+    EVP_PKEY_free(r->client_key);
     media_dtls_free(r->dtls);
     media_dtls_ctx_free(r->dtls_ctx);
     media_stun_ctx_free(r->stun);
@@ -533,6 +775,23 @@ static struct pair *pair_start(struct fixture *f, int i, const struct tp_config 
                                bool wrong_server_fingerprint)
 {
     return pair_start_resend(f, i, cfg, wrong_server_fingerprint, RESEND_RTX);
+}
+
+/* Like pair_start() with the active responder (responder_make_active); the peer has the
+ * answer but is not started. */
+static struct pair *pair_new_active(struct fixture *f, int i, const struct tp_config *cfg)
+{
+    struct pair *pr = &f->pairs[i];
+    char err[256] = "";
+    pr->peer = tp_peer_new(cfg, err, sizeof(err));
+    if (!pr->peer)
+        fail_msg("tp_peer_new: %s", err);
+    char *offer = tp_peer_offer(pr->peer);
+    assert_non_null(offer);
+    pr->responder = responder_new(offer, false, RESEND_RTX);
+    free(offer);
+    responder_make_active(pr->responder);
+    return pr;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1141,6 +1400,60 @@ static void test_ice_restart(void **state)
     free(offer);
 }
 
+/*
+ * Answered as Janus answers (setup:active, full ICE): the peer is the DTLS
+ * server, keeps the ClientHello that came before its check succeeded, answers
+ * the responder's own check, and the echo works with the keys the other way
+ * round. An answer that leaves the choice open (actpass) is refused.
+ */
+static void test_dtls_server(void **state)
+{
+    struct fixture *f = *state;
+    struct tp_config cfg = {
+        .name = "janus-like", .tone_hz = 440, .video_kbps = 300, .video_tag = 8};
+    struct pair *pr = pair_new_active(f, 0, &cfg);
+    char err[256] = "";
+    char *open_choice = malloc(ANSWER_MAX);
+    assert_non_null(open_choice);
+    memcpy(open_choice, pr->responder->answer, ANSWER_MAX);
+    answer_replace(open_choice, "a=setup:active", "a=setup:actpass");
+    assert_int_equal(tp_peer_set_answer(pr->peer, open_choice, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "a=setup"));
+    free(open_choice);
+
+    if (tp_peer_set_answer(pr->peer, pr->responder->answer, err, sizeof(err)) != 0)
+        fail_msg("tp_peer_set_answer: %s", err);
+    responder_start(pr->responder);
+    uint64_t t0 = now_ms();
+    assert_int_equal(tp_peer_start(pr->peer), 0);
+    assert_int_equal(tp_peer_wait_connected(pr->peer, CONNECT_BUDGET_MS), 0);
+    uint64_t took = now_ms() - t0;
+    print_message("connected as the DTLS server in %llu ms\n", (unsigned long long)took);
+    /* Had the early ClientHello been dropped, only the client's retransmission (OpenSSL's
+     * first timer: 1 s) would have started the handshake. */
+    assert_true(took < 900);
+    wait_media(f, 1, 48000 * 3 / 4, 60);
+    struct responder *r = pr->responder;
+    assert_true(atomic_load(&r->connected));
+    assert_true(atomic_load(&r->hello_early));
+    assert_true(atomic_load(&r->own_check_ok));
+    assert_int_equal(atomic_load(&r->dtls_failure), 0);
+    struct tp_stats s;
+    tp_peer_stats(pr->peer, &s);
+    assert_true(s.connected);
+    assert_true(s.dtls_server);
+    assert_false(s.dtls_failed);
+    assert_true(s.stun_requests_answered >= 1);
+    assert_true(s.stun_success_received >= 1);
+    assert_int_equal(s.srtp_errors, 0);
+    assert_int_equal(s.video_payload_mismatches, 0);
+    assert_int_equal(s.last_video_tag_received, 8);
+    assert_int_equal(s.last_video_ssrc_received, r->video_ssrc);
+    if (fabs(s.audio_peak_hz - 440) > 10)
+        fail_msg("sent 440 Hz, heard %.1f Hz", s.audio_peak_hz);
+    tp_peer_stop(pr->peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1153,6 +1466,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audio_silence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_address_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ice_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dtls_server, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

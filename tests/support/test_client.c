@@ -2,9 +2,10 @@
  * test_client.c - the HTTPS and WebSocket client of the tests (test_client.h).
  *
  * One `struct conn` is a TLS connection to 127.0.0.1 on a non-blocking
- * socket, plus a buffer of bytes received and not yet consumed. Everything
- * above it (the HTTP response parser, the WebSocket framing) consumes that
- * buffer and asks for more with a deadline, so no call can hang a test.
+ * socket (or a plain TCP one, for tc_ws_connect_plain), plus a buffer of
+ * bytes received and not yet consumed. Everything above it (the HTTP
+ * response parser, the WebSocket framing) consumes that buffer and asks for
+ * more with a deadline, so no call can hang a test.
  *
  * Runs on whichever thread calls it; nothing is shared between connections.
  */
@@ -39,10 +40,10 @@
 #define WS_GUID        "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_CLOSE_WAIT  1000
 
-/* A TLS connection and the bytes received on it that nobody consumed yet. */
+/* A TLS (or plain TCP) connection and the bytes received on it that nobody consumed yet. */
 struct conn {
     int fd;
-    SSL_CTX *ctx;
+    SSL_CTX *ctx; /* both NULL on a plain connection */
     SSL *ssl;
     unsigned char *rx; /* rx[rx_off .. rx_len) is unconsumed */
     size_t rx_off;
@@ -151,8 +152,11 @@ static void conn_close(struct conn *c)
     ERR_clear_error();
 }
 
-/* Connects to 127.0.0.1:port and completes the TLS handshake. Returns 0 or negative errno. */
-static int conn_open(struct conn *c, uint16_t port, int64_t deadline)
+/*
+ * Connects to 127.0.0.1:port and, with `tls`, completes the TLS handshake.
+ * Returns 0 or negative errno.
+ */
+static int conn_open(struct conn *c, uint16_t port, bool tls, int64_t deadline)
 {
     memset(c, 0, sizeof(*c));
     ignore_sigpipe();
@@ -179,6 +183,8 @@ static int conn_open(struct conn *c, uint16_t port, int64_t deadline)
             goto fail;
         }
     }
+    if (!tls)
+        return 0;
 
     rc = -EIO;
     c->ctx = SSL_CTX_new(TLS_client_method());
@@ -210,10 +216,33 @@ fail:
     return rc;
 }
 
+/* Writes all of `data` on a plain connection. Returns 0 or negative errno. */
+static int conn_write_plain(struct conn *c, const unsigned char *p, size_t len, int64_t deadline)
+{
+    while (len) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = conn_wait(c, POLLOUT, deadline);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Writes all of `data`. Returns 0 or negative errno. */
 static int conn_write(struct conn *c, const void *data, size_t len, int64_t deadline)
 {
     const unsigned char *p = data;
+    if (!c->ssl)
+        return conn_write_plain(c, p, len, deadline);
     while (len) {
         ERR_clear_error();
         errno = 0;
@@ -275,6 +304,24 @@ static int conn_fill(struct conn *c, int64_t deadline)
             c->rx = grown;
             c->rx_cap = cap;
         }
+    }
+    while (!c->ssl) {
+        ssize_t n = recv(c->fd, c->rx + c->rx_len, RX_CHUNK, 0);
+        if (n > 0) {
+            c->rx_len += (size_t)n;
+            return (int)n;
+        }
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            c->eof = true;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = conn_wait(c, POLLIN, deadline);
+        if (rc)
+            return rc;
     }
     for (;;) {
         ERR_clear_error();
@@ -518,7 +565,7 @@ int tc_https_request(uint16_t port, const char *method, const char *raw_path,
     memset(out, 0, sizeof(*out));
     int64_t deadline = base_now_ms() + TC_IO_TIMEOUT_MS;
     struct conn c;
-    int rc = conn_open(&c, port, deadline);
+    int rc = conn_open(&c, port, true, deadline);
     if (rc)
         return rc;
 
@@ -663,8 +710,9 @@ static int ws_check_upgrade(const char *headers, const char *key, const char *su
     return why ? -1 : 0;
 }
 
-struct tc_ws *tc_ws_connect(uint16_t port, const char *path, const char *subprotocol,
-                            int *http_status_out)
+/* tc_ws_connect() and tc_ws_connect_plain(): the same handshake over TLS or plain TCP. */
+static struct tc_ws *ws_connect(uint16_t port, bool tls, const char *path, const char *subprotocol,
+                                int *http_status_out)
 {
     int status_dummy;
     int *status = http_status_out ? http_status_out : &status_dummy;
@@ -675,7 +723,7 @@ struct tc_ws *tc_ws_connect(uint16_t port, const char *path, const char *subprot
         return NULL;
     ws->c.fd = -1;
     char *headers = NULL;
-    if (conn_open(&ws->c, port, deadline) != 0)
+    if (conn_open(&ws->c, port, tls, deadline) != 0)
         goto fail;
 
     unsigned char nonce[16];
@@ -720,6 +768,18 @@ fail:
     conn_close(&ws->c);
     free(ws);
     return NULL;
+}
+
+struct tc_ws *tc_ws_connect(uint16_t port, const char *path, const char *subprotocol,
+                            int *http_status_out)
+{
+    return ws_connect(port, true, path, subprotocol, http_status_out);
+}
+
+struct tc_ws *tc_ws_connect_plain(uint16_t port, const char *path, const char *subprotocol,
+                                  int *http_status_out)
+{
+    return ws_connect(port, false, path, subprotocol, http_status_out);
 }
 
 int tc_ws_send_raw(struct tc_ws *ws, const void *data, size_t len)

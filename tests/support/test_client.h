@@ -1,6 +1,7 @@
 /*
  * test_client.h - a tiny blocking HTTPS and WebSocket (RFC 6455) client over
- * OpenSSL, for the integration tests and the C test peer.
+ * OpenSSL, for the integration tests and the C test peer; WebSocket also over
+ * plain TCP (ws://), for the benchmark's Janus client (bench/janus_client.h).
  *
  * It talks to 127.0.0.1 only and never verifies the server's certificate (the
  * server under test uses a self-signed one). Requests are sent exactly as
@@ -106,6 +107,14 @@ struct tc_ws;
  */
 struct tc_ws *tc_ws_connect(uint16_t port, const char *path, const char *subprotocol,
                             int *http_status_out);
+
+/*
+ * Like tc_ws_connect() over plain TCP: ws://127.0.0.1:`port``path`, no TLS
+ * (Janus's WebSocket transport in the benchmark). Everything else, the
+ * handshake's checks and all the tc_ws_* calls on the connection, is the same.
+ */
+struct tc_ws *tc_ws_connect_plain(uint16_t port, const char *path, const char *subprotocol,
+                                  int *http_status_out);
 
 /* Sends one masked text message in a single frame. Returns 0 or a negative errno value. */
 int tc_ws_send_text(struct tc_ws *ws, const char *text, size_t len);

@@ -2,7 +2,8 @@
  * test_peer.c - the C test peer (see test_peer.h): a browser's part of a
  * WebRTC leg over one UDP socket on 127.0.0.1, built from the media
  * library's protocol code (STUN, SDP, SRTP, RTP, RTCP) plus its own DTLS
- * client over OpenSSL memory BIOs, and libopus.
+ * (client or server, as the answer's a=setup says) over OpenSSL memory BIOs,
+ * and libopus.
  *
  * Threads: the public calls run on the test's thread; tp_peer_start() makes
  * one thread per peer (peer_thread) that alone touches the socket's receive
@@ -147,6 +148,7 @@ struct tp_peer {
     bool thread_running;
     pthread_t thread;
     atomic_bool stop;
+    atomic_bool detaching; /* tp_peer_detach(): the thread ends without a close_notify */
     atomic_bool silent;
     atomic_bool audio_silent;  /* send the silence loop instead of the tone */
     atomic_bool want_pli;      /* tp_peer_request_key_frame() */
@@ -182,7 +184,10 @@ struct tp_peer {
     bool restart_checking; /* a success completes an ICE restart */
     uint64_t paused_since_us;
 
-    /* DTLS client */
+    /* DTLS: the client unless the answer says setup:active (then the server) */
+    bool dtls_server;
+    uint8_t early_dtls[DATAGRAM_MAX]; /* a ClientHello that came before our ICE check succeeded */
+    size_t early_dtls_len;
     EVP_PKEY *key;
     X509 *cert;
     SSL_CTX *ssl_ctx;
@@ -356,14 +361,20 @@ static void wake(struct tp_peer *p)
     (void)woken;
 }
 
-/* Sends one datagram to the server, unless silent. Returns true when it went out. */
-static bool send_datagram(struct tp_peer *p, const uint8_t *data, size_t len)
+/* Sends one datagram to `to`, unless silent. Returns true when it went out. */
+static bool send_datagram_to(struct tp_peer *p, const uint8_t *data, size_t len,
+                             const struct sockaddr *to, socklen_t to_len)
 {
     if (atomic_load(&p->silent))
         return false;
-    ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&p->remote,
-                       sizeof(p->remote));
+    ssize_t n = sendto(p->fd, data, len, MSG_DONTWAIT, to, to_len);
     return n == (ssize_t)len;
+}
+
+/* Sends one datagram to the server, unless silent. Returns true when it went out. */
+static bool send_datagram(struct tp_peer *p, const uint8_t *data, size_t len)
+{
+    return send_datagram_to(p, data, len, (const struct sockaddr *)&p->remote, sizeof(p->remote));
 }
 
 /*
@@ -697,7 +708,7 @@ static void send_rtcp_report(struct tp_peer *p)
 }
 
 /* ------------------------------------------------------------------------- */
-/* DTLS client                                                                */
+/* DTLS                                                                       */
 /* ------------------------------------------------------------------------- */
 
 static bool fingerprint_matches(const struct tp_peer *p, X509 *cert)
@@ -717,11 +728,13 @@ static bool fingerprint_matches(const struct tp_peer *p, X509 *cert)
 }
 
 /*
- * The server's certificate is self-signed: only its fingerprint counts
+ * The far end's certificate is self-signed: only its fingerprint counts
  * (RFC 8827). Checking it here, during the handshake, makes OpenSSL refuse
- * a wrong one with a bad_certificate alert, as a browser does.
+ * a wrong one with a bad_certificate alert, as a browser does. As the DTLS
+ * server the peer asks for the client's certificate and refuses a handshake
+ * without one (SSL_VERIFY_FAIL_IF_NO_PEER_CERT).
  */
-static int verify_server(int preverify_ok, X509_STORE_CTX *store)
+static int verify_remote(int preverify_ok, X509_STORE_CTX *store)
 {
     (void)preverify_ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -773,7 +786,8 @@ static void dtls_fail(struct tp_peer *p)
 /*
  * The handshake is done: check the certificate once more, export the keys
  * (client key, server key, client salt, server salt: RFC 5764 section 4.2)
- * and make the SRTP sessions, ours keyed with the client half.
+ * and make the SRTP sessions, ours keyed with our half: the client's as the
+ * DTLS client, the server's as the DTLS server.
  */
 static void dtls_connected(struct tp_peer *p)
 {
@@ -798,10 +812,12 @@ static void dtls_connected(struct tp_peer *p)
     }
     k.key_len = (uint8_t)kl;
     k.salt_len = (uint8_t)sl;
-    memcpy(k.local_key, m, kl);
-    memcpy(k.remote_key, m + kl, kl);
-    memcpy(k.local_salt, m + 2 * kl, sl);
-    memcpy(k.remote_salt, m + 2 * kl + sl, sl);
+    const uint8_t *client_key = m, *server_key = m + kl;
+    const uint8_t *client_salt = m + 2 * kl, *server_salt = m + 2 * kl + sl;
+    memcpy(k.local_key, p->dtls_server ? server_key : client_key, kl);
+    memcpy(k.remote_key, p->dtls_server ? client_key : server_key, kl);
+    memcpy(k.local_salt, p->dtls_server ? server_salt : client_salt, sl);
+    memcpy(k.remote_salt, p->dtls_server ? client_salt : server_salt, sl);
     p->srtp = media_srtp_new(&k, NULL);
     OPENSSL_cleanse(m, sizeof(m));
     OPENSSL_cleanse(&k, sizeof(k));
@@ -882,15 +898,23 @@ static void on_stun(struct tp_peer *p, const uint8_t *data, size_t len,
     if (media_stun_parse(data, len, &m) != 0)
         return;
     if (m.type == MEDIA_STUN_BINDING_REQUEST) {
-        /* The server is ICE-lite and never checks; answer anyway, as a full agent would. */
+        /* Our server is ICE-lite and never checks; a full agent (Janus) checks the
+         * peer-reflexive address it learnt from our checks, and its pair works only once we
+         * answer: success with XOR-MAPPED-ADDRESS = where the check came from, sent back there,
+         * signed with our password. */
         if (media_stun_check_binding(p->stun, &m, p->local_ufrag, p->local_pwd, p->remote_ufrag) !=
             MEDIA_STUN_CHECK_OK)
             return;
         uint8_t buf[512];
         int n =
             media_stun_build_binding_success(p->stun, m.txid, from, p->local_pwd, buf, sizeof(buf));
-        if (n > 0)
-            send_datagram(p, buf, (size_t)n);
+        socklen_t from_len =
+            from->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        if (n > 0 && send_datagram_to(p, buf, (size_t)n, (const struct sockaddr *)from, from_len)) {
+            pthread_mutex_lock(&p->lock);
+            p->stats.stun_requests_answered++;
+            pthread_mutex_unlock(&p->lock);
+        }
         return;
     }
     int slot = m.type == MEDIA_STUN_BINDING_SUCCESS ? txid_slot(p, m.txid) : -1;
@@ -927,7 +951,11 @@ static void on_stun(struct tp_peer *p, const uint8_t *data, size_t len,
     if (p->phase == PHASE_ICE) {
         p->phase = PHASE_DTLS;
         p->next_consent_us = now_us() + (uint64_t)p->cfg.consent_interval_ms * 1000u;
-        dtls_step(p); /* sends the ClientHello */
+        if (p->early_dtls_len) {
+            BIO_write(p->rbio, p->early_dtls, (int)p->early_dtls_len);
+            p->early_dtls_len = 0;
+        }
+        dtls_step(p); /* the client sends its ClientHello; the server answers an early one */
     }
 }
 
@@ -1337,6 +1365,11 @@ static void receive_all(struct tp_peer *p)
             if (p->phase == PHASE_DTLS || p->phase == PHASE_CONNECTED) {
                 BIO_write(p->rbio, buf, (int)n);
                 dtls_step(p);
+            } else if (p->phase == PHASE_ICE && p->dtls_server) {
+                /* The DTLS client (Janus) may start as soon as its own check succeeds, before
+                 * ours does: keep its ClientHello for then, as Chrome does. */
+                memcpy(p->early_dtls, buf, (size_t)n);
+                p->early_dtls_len = (size_t)n;
             }
         } else if (b >= 128 && b <= 191 && p->phase == PHASE_CONNECTED) {
             enum media_rtp_kind kind = media_rtp_demux(buf, (size_t)n);
@@ -1419,7 +1452,7 @@ static uint64_t run_timers(struct tp_peer *p, uint64_t now)
         if (p->next_consent_us < next)
             next = p->next_consent_us;
     }
-    bool media = p->phase == PHASE_CONNECTED && !p->media_paused;
+    bool media = p->phase == PHASE_CONNECTED && !p->media_paused && !p->cfg.media_off;
     if (p->phase == PHASE_CONNECTED) {
         uint64_t nack = run_nacks(p, now, media);
         if (nack < next)
@@ -1558,7 +1591,7 @@ static void *peer_thread(void *arg)
         if (fds[0].revents & POLLIN)
             receive_all(p);
     }
-    if (p->phase == PHASE_CONNECTED) {
+    if (p->phase == PHASE_CONNECTED && !atomic_load(&p->detaching)) {
         SSL_shutdown(p->ssl); /* close_notify, dropped by dtls_flush when silent */
         dtls_flush(p);
     }
@@ -1605,14 +1638,15 @@ static int dtls_setup(struct tp_peer *p)
     unsigned n = 0;
     if (!X509_digest(p->cert, EVP_sha256(), p->fingerprint, &n) || n != 32)
         return -1;
-    p->ssl_ctx = SSL_CTX_new(DTLS_client_method());
+    p->ssl_ctx = SSL_CTX_new(DTLS_method()); /* client or server: the answer decides */
     if (!p->ssl_ctx || !SSL_CTX_set_min_proto_version(p->ssl_ctx, DTLS1_2_VERSION) ||
         SSL_CTX_use_certificate(p->ssl_ctx, p->cert) != 1 ||
         SSL_CTX_use_PrivateKey(p->ssl_ctx, p->key) != 1 ||
         SSL_CTX_set_tlsext_use_srtp(p->ssl_ctx, "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80") !=
             0)
         return -1;
-    SSL_CTX_set_verify(p->ssl_ctx, SSL_VERIFY_PEER, verify_server);
+    SSL_CTX_set_verify(p->ssl_ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       verify_remote);
     SSL_CTX_set_options(p->ssl_ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
     SSL_CTX_set_info_callback(p->ssl_ctx, dtls_info);
 
@@ -1631,7 +1665,7 @@ static int dtls_setup(struct tp_peer *p)
     BIO_set_mem_eof_return(p->wbio, -1);
     SSL_set_bio(p->ssl, p->rbio, p->wbio);
     SSL_set_app_data(p->ssl, p);
-    SSL_set_connect_state(p->ssl);
+    SSL_set_connect_state(p->ssl); /* until an answer with setup:active makes it the server */
     DTLS_set_timer_cb(p->ssl, dtls_timer);
     if (!DTLS_set_link_mtu(p->ssl, DTLS_MTU))
         return -1;
@@ -1762,12 +1796,13 @@ struct tp_peer *tp_peer_new(const struct tp_config *cfg, char *err, size_t errle
     while (p->rtx_ssrc == p->audio_ssrc || p->rtx_ssrc == p->video_ssrc);
 
     if (dtls_setup(p) != 0) {
-        set_err(err, errlen, "%s: DTLS client set-up failed", p->name);
+        set_err(err, errlen, "%s: DTLS set-up failed", p->name);
         goto fail;
     }
     int opus_err = 0;
     p->decoder = opus_decoder_create(AUDIO_RATE, 1, &opus_err);
-    if (!p->decoder || opus_err != OPUS_OK || (p->cfg.tone_hz > 0 && audio_setup(p) != 0)) {
+    if (!p->decoder || opus_err != OPUS_OK ||
+        (p->cfg.tone_hz > 0 && !p->cfg.media_off && audio_setup(p) != 0)) {
         set_err(err, errlen, "%s: Opus set-up failed", p->name);
         goto fail;
     }
@@ -2021,9 +2056,13 @@ static bool same_fingerprints(const struct media_sdp_fingerprint *a, unsigned na
  * so only the ICE credentials, the candidate and the RTX SSRC may change,
  * and the credentials must. Returns 0, or -1 with `err`.
  */
-static int check_restart_answer(const struct tp_peer *p, const struct media_sdp_offer *a, char *err,
-                                size_t errlen)
+static int check_restart_answer(const struct tp_peer *p, const struct media_sdp_offer *a,
+                                bool dtls_server, char *err, size_t errlen)
 {
+    if (dtls_server != p->dtls_server) {
+        set_err(err, errlen, "%s: the ICE restart's answer changes the DTLS role", p->name);
+        return -1;
+    }
     if (!same_fingerprints(a->transport.fingerprints, a->transport.fingerprint_count, p->remote_fps,
                            p->remote_fp_count)) {
         set_err(err, errlen,
@@ -2081,6 +2120,14 @@ int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t err
         set_err(err, errlen, "%s: the answer's video codec is not VP8", p->name);
         goto fail;
     }
+    /* Who is the DTLS client: the answerer says (RFC 5763 section 5). Our server answers
+     * passive; Janus answers active. Without the attribute the peer stays the client. */
+    enum media_sdp_setup setup = a->transport.setup;
+    if (setup == MEDIA_SDP_SETUP_ACTPASS || setup == MEDIA_SDP_SETUP_HOLDCONN) {
+        set_err(err, errlen, "%s: the answer's a=setup must be active or passive", p->name);
+        goto fail;
+    }
+    bool dtls_server = setup == MEDIA_SDP_SETUP_ACTIVE;
     struct sockaddr_in remote;
     if (find_candidate(p, sdp, &remote, err, errlen) != 0)
         goto fail;
@@ -2089,7 +2136,7 @@ int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t err
         answer_video_ssrcs(&a->mlines[a->video], &video_ssrc, &rtx_ssrc);
 
     if (restart) {
-        if (check_restart_answer(p, a, err, errlen) != 0)
+        if (check_restart_answer(p, a, dtls_server, err, errlen) != 0)
             goto fail;
         memcpy(p->remote_ufrag_offered, a->transport.ice_ufrag, sizeof(p->remote_ufrag_offered));
         memcpy(p->remote_pwd_offered, a->transport.ice_pwd, sizeof(p->remote_pwd_offered));
@@ -2121,8 +2168,14 @@ int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t err
     memcpy(p->remote_pwd_offered, a->transport.ice_pwd, sizeof(p->remote_pwd_offered));
     p->remote_fp_count = a->transport.fingerprint_count;
     memcpy(p->remote_fps, a->transport.fingerprints, sizeof(p->remote_fps));
+    p->dtls_server = dtls_server;
+    if (dtls_server)
+        SSL_set_accept_state(p->ssl);
+    else
+        SSL_set_connect_state(p->ssl);
     pthread_mutex_lock(&p->lock);
     p->remote = remote;
+    p->stats.dtls_server = dtls_server;
     pthread_mutex_unlock(&p->lock);
     memset(&p->audio, 0, sizeof(p->audio));
     memset(&p->video, 0, sizeof(p->video));
@@ -2235,6 +2288,48 @@ void tp_peer_stop(struct tp_peer *p)
     wake(p);
     pthread_join(p->thread, NULL);
     p->thread_running = false;
+}
+
+static void detach_stream(const struct out_stream *s, struct tp_stream *out)
+{
+    *out = (struct tp_stream){.enabled = s->enabled,
+                              .pt = s->pt,
+                              .ssrc = s->ssrc,
+                              .seq = s->seq,
+                              .ts = s->ts,
+                              .ext_mid = s->ext_mid,
+                              .ext_abs_send_time = s->ext_abs_send_time,
+                              .ext_twcc = s->ext_twcc,
+                              .ext_audio_level = s->ext_audio_level};
+    snprintf(out->mid, sizeof(out->mid), "%s", s->mid);
+}
+
+int tp_peer_detach(struct tp_peer *p, struct tp_transport *out)
+{
+    pthread_mutex_lock(&p->lock);
+    bool connected = p->stats.connected && !p->stats.dtls_failed;
+    pthread_mutex_unlock(&p->lock);
+    if (!connected || !p->srtp)
+        return -1;
+    atomic_store(&p->detaching, true);
+    tp_peer_stop(p);
+    memset(out, 0, sizeof(*out));
+    out->fd = p->fd;
+    out->remote = p->remote;
+    out->srtp = p->srtp;
+    out->stun = p->stun;
+    memcpy(out->local_ufrag, p->local_ufrag, sizeof(out->local_ufrag));
+    memcpy(out->local_pwd, p->local_pwd, sizeof(out->local_pwd));
+    snprintf(out->remote_ufrag, sizeof(out->remote_ufrag), "%s", p->remote_ufrag);
+    snprintf(out->remote_pwd, sizeof(out->remote_pwd), "%s", p->remote_pwd);
+    out->tie_breaker = p->tie_breaker;
+    detach_stream(&p->audio, &out->audio);
+    detach_stream(&p->video, &out->video);
+    out->rtx_ssrc = p->rtx_ssrc;
+    p->fd = -1;
+    p->srtp = NULL;
+    p->stun = NULL;
+    return 0;
 }
 
 /*

@@ -2,10 +2,32 @@
  * test_peer.h - a C test peer that plays a browser's part over real UDP on
  * 127.0.0.1: it writes a Chrome-like Unified Plan offer, reads the server's
  * answer, runs ICE as the controlling agent (Binding requests with
- * USE-CANDIDATE), the DTLS 1.2 client handshake (pinning the server's
- * certificate to the answer's fingerprint), SRTP, and then sends an Opus
- * sine tone and VP8-shaped video whose payloads a receiving peer can check
- * byte for byte. For the integration tests and the load generator.
+ * USE-CANDIDATE), the DTLS 1.2 handshake (pinning the server's certificate
+ * to the answer's fingerprint), SRTP, and then sends an Opus sine tone and
+ * VP8-shaped video whose payloads a receiving peer can check byte for byte.
+ * For the integration tests and the load generator, against our server and
+ * against Janus's EchoTest plugin (bench/janus_echo_check.c).
+ *
+ * DTLS role (RFC 5763 section 5): the offer says setup:actpass and the
+ * answerer chooses. An answer with setup:passive (our server, ice-lite) or
+ * without a=setup makes the peer the DTLS client: it sends the ClientHello
+ * once its ICE check succeeded, and keys its outgoing SRTP with the client's
+ * half of the exported keying material. An answer with setup:active (Janus,
+ * which then starts the handshake itself) makes the peer the DTLS server
+ * (SSL_set_accept_state): it waits for the ClientHello, asks for the client's
+ * certificate and refuses a handshake without one, and keys its outgoing SRTP
+ * with the server's half, the client's half being the far end's (RFC 5764
+ * section 4.2). A ClientHello that arrives before the peer's own check
+ * succeeded is kept and answered then, as Chrome does. actpass or holdconn in
+ * an answer is refused; an ICE restart's answer may not change the role.
+ *
+ * ICE: the peer answers the far end's own Binding requests (a full agent such
+ * as Janus's libnice checks the peer-reflexive address it learnt from our
+ * checks, and takes no pair before its own check succeeds): USERNAME
+ * "<our ufrag>:<its ufrag>" and MESSAGE-INTEGRITY with our password are
+ * checked, and the success response (XOR-MAPPED-ADDRESS of the request's
+ * source, MESSAGE-INTEGRITY with our password, FINGERPRINT) goes back to the
+ * address the request came from.
  *
  * Video payloads. Each RTP payload is a 1-byte VP8 payload descriptor (0x10
  * on the first packet of a frame, else 0x00), a 16-byte header {uint32
@@ -75,6 +97,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
+
+struct media_srtp;
+struct media_stun_ctx;
+
 /* The payload types and header extension ids our offer uses. */
 #define TP_OFFER_OPUS_PT        111
 #define TP_OFFER_VP8_PT         96
@@ -116,6 +143,9 @@ struct tp_config {
     double report_loss_percent;   /* the transport-wide feedback the peer sends the server (once
                                      a second, about all it receives) claims this share of the
                                      packets as lost, as a receiver on a lossy path would */
+    bool media_off; /* connect (ICE, DTLS, SRTP) but send no RTP or RTCP, and skip encoding the
+                       tone (the offer still sends what tone_hz and video_kbps say): for a
+                       caller that takes the transport over with tp_peer_detach() */
 };
 
 struct tp_peer;
@@ -149,7 +179,8 @@ char *tp_peer_offer(struct tp_peer *p);
 
 /*
  * Applies the server's answer (NUL-terminated, borrowed) before
- * tp_peer_start(): ICE credentials and fingerprints of the BUNDLE
+ * tp_peer_start(): ICE credentials, fingerprints and a=setup (the DTLS
+ * role, see above; actpass and holdconn are refused) of the BUNDLE
  * transport, per accepted m-line the first chosen payload type (Opus for
  * audio, VP8 for video), the header extension ids and the direction, the
  * RTX payload type of VP8 and the server's RTX SSRC (its a=ssrc-group:FID),
@@ -161,18 +192,18 @@ char *tp_peer_offer(struct tp_peer *p);
  * on a running peer: the server's new ICE credentials (they must differ from
  * the previous ones), its candidate and RTX SSRC; the peer's new credentials
  * take effect with it and the peer checks again (see above). That answer must
- * carry the same fingerprints as the first one (the DTLS association goes
- * on) and the same payload types; otherwise it is refused and nothing
- * changes. A running peer without a restart pending refuses any answer.
+ * carry the same fingerprints and DTLS role as the first one (the DTLS
+ * association goes on) and the same payload types; otherwise it is refused
+ * and nothing changes. A running peer without a restart pending refuses any answer.
  */
 int tp_peer_set_answer(struct tp_peer *p, const char *sdp, char *err, size_t errlen);
 
 /*
  * Starts the peer's thread (after tp_peer_set_answer): ICE checks every 50
  * ms until a success response with valid MESSAGE-INTEGRITY, FINGERPRINT and
- * XOR-MAPPED-ADDRESS; then the DTLS client handshake (retransmitted from 100
- * ms, doubling); then SRTP; then audio every 20 ms, video frames at fps and
- * RTCP every second (as a browser: an SR for each stream it sends, or an RR
+ * XOR-MAPPED-ADDRESS; then the DTLS handshake as client or server
+ * (retransmitted from 100 ms, doubling); then SRTP; then audio every 20 ms,
+ * video frames at fps and RTCP every second (as a browser: an SR for each stream it sends, or an RR
  * when it sends none, whose report blocks echo the last SR received on each
  * stream as LSR/DLSR, so the far end can measure the round trip), while it
  * receives, decrypts and checks what arrives; consent checks every
@@ -248,8 +279,10 @@ struct tp_stats {
     bool dtls_failed; /* the handshake failed: a bad fingerprint either way, an alert... */
     bool dtls_closed; /* the server sent close_notify after connecting */
     int dtls_alert;   /* the last alert the server sent (42 bad_certificate...), -1 none */
-    uint64_t stun_sent, stun_success_received;          /* checks and consent checks, and answers */
-    uint64_t audio_sent, video_sent, video_frames_sent; /* RTP packets, frames */
+    bool dtls_server; /* the answer said setup:active: the peer is the DTLS server */
+    uint64_t stun_sent, stun_success_received; /* checks and consent checks, and answers */
+    uint64_t stun_requests_answered; /* the far end's own checks (a full ICE agent's) answered */
+    uint64_t audio_sent, video_sent, video_frames_sent;     /* RTP packets, frames */
     uint64_t audio_received, video_received, rtcp_received; /* decrypted */
     uint64_t srtp_errors;              /* SRTP or SRTCP that failed to unprotect */
     uint64_t video_payload_mismatches; /* not byte-identical to what its sender made */
@@ -315,5 +348,40 @@ uint16_t tp_peer_local_port(const struct tp_peer *p);
  * before tp_peer_set_answer(), or another negative errno.
  */
 int tp_peer_send_raw(struct tp_peer *p, const void *data, size_t len);
+
+/* One outgoing RTP stream of a detached peer: what the answer agreed for it. */
+struct tp_stream {
+    bool enabled; /* we offered to send and the answer accepted it */
+    uint8_t pt;
+    uint32_t ssrc;
+    uint16_t seq; /* the next to send */
+    uint32_t ts;
+    uint8_t ext_mid, ext_abs_send_time, ext_twcc, ext_audio_level; /* ids, 0: not negotiated */
+    char mid[33];
+};
+
+/* The transport of a connected peer, handed to a caller that runs the media itself. */
+struct tp_transport {
+    int fd;                      /* the peer's UDP socket, bound to 127.0.0.1: now the caller's */
+    struct sockaddr_in remote;   /* the candidate ICE chose */
+    struct media_srtp *srtp;     /* the caller's: free with media_srtp_free() */
+    struct media_stun_ctx *stun; /* the caller's: free with media_stun_ctx_free() */
+    char local_ufrag[9], local_pwd[25];
+    char remote_ufrag[257], remote_pwd[257];
+    uint64_t tie_breaker;
+    struct tp_stream audio, video;
+    uint32_t rtx_ssrc;
+};
+
+/*
+ * Takes a connected peer's transport for a caller that sends and receives by
+ * itself (the load generator: one thread for thousands of legs, where a
+ * thread per peer would cost more than the server it measures). Stops the
+ * peer's thread without a close_notify and moves the socket, SRTP and STUN
+ * state into `out`; the peer keeps nothing of them (its stats stay
+ * readable, tp_peer_free() as usual). Returns 0, or -1 when the peer is not
+ * connected (then nothing changes).
+ */
+int tp_peer_detach(struct tp_peer *p, struct tp_transport *out);
 
 #endif

@@ -1,0 +1,158 @@
+// summary.js - the comparison tables of a bench/run: reads the load generator's JSON
+// files (and the crypto and SRTP timings) from a run's output folder and writes
+// summary.md there, printing it too. Node.js 20, no dependencies.
+//
+//   node bench/summary.js OUT_DIR [--require-traffic]
+//
+// With --require-traffic (the smoke run in the test suite) it exits 1 when any
+// target's last step relayed no packets, lost more than 0.1% of them, or when a
+// target that was asked for has no file.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+const LOSS_LIMIT = 0.001;
+const DELAY_P99_LIMIT_US = 10000;
+// The server's CPU share from which CPU per packet is read: below it, fixed costs
+// (timers, wake-ups of a near-idle server) make the per-packet figure meaningless.
+const LOADED_SHARE = 0.15;
+
+const outDir = process.argv[2];
+const requireTraffic = process.argv.includes('--require-traffic');
+if (!outDir) {
+  console.error('usage: node bench/summary.js OUT_DIR [--require-traffic]');
+  process.exit(2);
+}
+
+function readJson(name) {
+  const file = path.join(outDir, name);
+  return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null;
+}
+
+const fmt = (v, digits = 0) =>
+  v === null || v === undefined || !Number.isFinite(v)
+    ? '–'
+    : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+const ok = (s) => s.loss <= LOSS_LIMIT && s.delay_us.p99 !== null && s.delay_us.p99 <= DELAY_P99_LIMIT_US;
+
+// What a ramp says: the largest step within the limits, CPU per packet under load,
+// the delay at about half of that load, and memory per unit.
+function analyse(run) {
+  const steps = run.steps || [];
+  const good = steps.filter(ok);
+  const best = good.length ? good[good.length - 1] : null;
+  const lastStep = steps[steps.length - 1];
+  const limitedBy = !lastStep
+    ? 'no steps'
+    : lastStep.loadgen_saturated
+      ? 'load generator saturated'
+      : !ok(lastStep)
+        ? lastStep.loss > LOSS_LIMIT
+          ? 'loss above 0.1%'
+          : 'delay p99 above 10 ms'
+        : 'end of the ramp';
+  const loaded = steps.filter((s) => s.server_cpu_share >= LOADED_SHARE && ok(s));
+  const cpuStep = loaded.length ? loaded[loaded.length - 1] : best;
+  const cpuPerPacket = cpuStep ? cpuStep.cpu_us_per_packet : null;
+  let half = null;
+  if (best) {
+    for (const s of good) {
+      if (!half || Math.abs(s.relayed_pps - best.relayed_pps / 2) < Math.abs(half.relayed_pps - best.relayed_pps / 2))
+        half = s;
+    }
+  }
+  const marginal = steps.filter((s) => s.units >= 10 && Number.isFinite(s.rss_marginal_kib));
+  const kibPerUnit = marginal.length ? marginal[marginal.length - 1].rss_marginal_kib : null;
+  return {
+    run,
+    best,
+    limitedBy,
+    cpuStep,
+    cpuPerPacket,
+    perCorePps: cpuPerPacket ? 1e6 / cpuPerPacket : null,
+    streams: best ? best.units * run.streams_per_unit : null,
+    half,
+    kibPerUnit,
+    lastStep,
+  };
+}
+
+const runs = {};
+for (const name of ['udp-forward', 'tabib-relay', 'tabib-echo', 'janus-echo']) {
+  const run = readJson(`${name}.json`);
+  if (run) runs[name] = analyse(run);
+}
+const crypto = readJson('crypto.json');
+const srtp = readJson('srtp_speed.json');
+
+const lines = [];
+const p = (s = '') => lines.push(s);
+
+p('## Per target');
+p();
+p('| target | largest step within limits | relayed packets/s there | stopped by | server CPU per relayed packet | packets/s per core (1/CPU per packet) | delay added p50 / p99 / p99.9 at about half of that load | set-up p50 / p99 | server memory per unit |');
+p('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const [name, a] of Object.entries(runs)) {
+  const unitWord = name === 'tabib-relay' ? 'consultations' : name === 'udp-forward' ? 'pairs' : 'echo sessions';
+  const h = a.half;
+  p(
+    `| ${a.run.label} | ${a.best ? `${a.best.units} ${unitWord} (${a.streams} streams)` : '–'} | ${fmt(a.best && a.best.relayed_pps)} | ${a.limitedBy} | ${fmt(a.cpuPerPacket, 2)} µs (at ${fmt(a.cpuStep && a.cpuStep.relayed_pps)} packets/s, ${fmt(a.cpuStep && a.cpuStep.server_cpu_share * 100, 0)}% of a core) | ${fmt(a.perCorePps)} | ${h ? `${fmt(h.delay_us.p50)} / ${fmt(h.delay_us.p99)} / ${fmt(h.delay_us.p999)} µs (${h.units} units)` : '–'} | ${a.best && a.best.setup_ms.count ? `${fmt(a.best.setup_ms.p50, 1)} / ${fmt(a.best.setup_ms.p99, 1)} ms` : '–'} | ${fmt(a.kibPerUnit)} KiB |`,
+  );
+}
+
+const tabib = runs['tabib-echo'];
+const janus = runs['janus-echo'];
+if (tabib && janus) {
+  p();
+  p('## Tabib against Janus, the same echo workload');
+  p();
+  p('| | Tabib | Janus | ratio |');
+  p('| --- | --- | --- | --- |');
+  p(`| server CPU per relayed packet | ${fmt(tabib.cpuPerPacket, 2)} µs | ${fmt(janus.cpuPerPacket, 2)} µs | Janus / Tabib = ${fmt(janus.cpuPerPacket / tabib.cpuPerPacket, 2)} |`);
+  p(`| packets/s per server core | ${fmt(tabib.perCorePps)} | ${fmt(janus.perCorePps)} | ${fmt(tabib.perCorePps / janus.perCorePps, 2)} |`);
+  p(`| most streams within limits | ${fmt(tabib.streams)} (${tabib.limitedBy}) | ${fmt(janus.streams)} (${janus.limitedBy}) | ${fmt(tabib.streams / janus.streams, 2)} |`);
+  p(`| delay added p99 at about half load | ${fmt(tabib.half && tabib.half.delay_us.p99)} µs | ${fmt(janus.half && janus.half.delay_us.p99)} µs | |`);
+  p(`| memory per session | ${fmt(tabib.kibPerUnit)} KiB | ${fmt(janus.kibPerUnit)} KiB | |`);
+}
+
+const fwd = runs['udp-forward'];
+const relay = runs['tabib-relay'];
+if (fwd && (relay || tabib)) {
+  p();
+  p('## How close to this machine\'s limit');
+  p();
+  // A relayed packet is decrypted once and encrypted once: two AES-GCM operations of its size.
+  let srtpUs = null;
+  if (srtp && srtp.ours) srtpUs = (srtp.ours.gcm_video_protect_ns + srtp.ours.gcm_video_unprotect_ns) / 1000;
+  else if (crypto && crypto.srtp_gcm_ns) srtpUs = (2 * crypto.srtp_gcm_ns) / 1000;
+  const floor = fwd.cpuPerPacket !== null && srtpUs !== null ? fwd.cpuPerPacket + srtpUs : null;
+  p('| | CPU per relayed packet |');
+  p('| --- | --- |');
+  p(`| plain UDP forwarder (no crypto) | ${fmt(fwd.cpuPerPacket, 2)} µs |`);
+  p(`| SRTP, one decrypt and one encrypt of a video packet | ${fmt(srtpUs, 2)} µs |`);
+  p(`| the floor: forwarder + SRTP | ${fmt(floor, 2)} µs |`);
+  if (relay) p(`| Tabib relay | ${fmt(relay.cpuPerPacket, 2)} µs (${fmt(relay.cpuPerPacket / floor, 2)}× the floor) |`);
+  if (tabib) p(`| Tabib echo | ${fmt(tabib.cpuPerPacket, 2)} µs (${fmt(tabib.cpuPerPacket / floor, 2)}× the floor) |`);
+}
+
+const text = lines.join('\n') + '\n';
+fs.writeFileSync(path.join(outDir, 'summary.md'), text);
+process.stdout.write(text);
+
+if (requireTraffic) {
+  const wanted = (process.env.BENCH_TARGETS || 'udp-forward tabib-relay tabib-echo janus-echo').split(/\s+/).filter(Boolean);
+  let failed = false;
+  for (const name of wanted) {
+    const a = runs[name];
+    if (!a || !a.lastStep) {
+      console.error(`summary: no result for ${name}`);
+      failed = true;
+    } else if (!(a.lastStep.relayed_pps > 0) || a.lastStep.loss > LOSS_LIMIT) {
+      console.error(`summary: ${name} relayed ${a.lastStep.relayed_pps} packets/s with loss ${a.lastStep.loss}`);
+      failed = true;
+    }
+  }
+  process.exit(failed ? 1 : 0);
+}

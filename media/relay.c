@@ -440,15 +440,16 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
     leg_count(&w->counters.rtp_relayed, 1);
 }
 
-/* Resends one cached packet to `leg` (as RTX when negotiated) with a fresh transport-wide number.
- */
+/* Resends one cached packet to `leg`: as RTX with a fresh transport-wide number when negotiated,
+ * else the same packet byte for byte. */
 static void resend_from_cache(struct media_worker *w, struct leg *leg, struct leg_stream *out,
                               const uint8_t *pkt, size_t len)
 {
     struct out_slot *slot = worker_out_slot(w, leg);
     size_t cap = sizeof(slot->data) - MEDIA_SRTP_MAX_OVERHEAD;
     int n;
-    if (out->setup.rtx_pt >= 0 && out->setup.out_rtx_ssrc) {
+    bool rtx = out->setup.rtx_pt >= 0 && out->setup.out_rtx_ssrc;
+    if (rtx) {
         n = media_rtx_build(pkt, len, (uint8_t)out->setup.rtx_pt, out->setup.out_rtx_ssrc,
                             ++out->rtx_seq, slot->data, cap);
     } else {
@@ -458,8 +459,11 @@ static void resend_from_cache(struct media_worker *w, struct leg *leg, struct le
     }
     if (n <= 0)
         return;
+    /* Only an RTX packet (a new index of its own) gets a fresh transport-wide number. A plain
+     * resend goes out byte for byte as before: the same SRTP index with a changed header would
+     * reuse a GCM nonce on different data, which gives the authentication key away. */
     uint8_t twcc_id = leg->setup.ext_id[MEDIA_SDP_EXT_TRANSPORT_CC];
-    if (one_byte_id(twcc_id))
+    if (rtx && one_byte_id(twcc_id))
         media_rtp_set_twcc_seq(slot->data, (size_t)n, twcc_id, ++leg->twcc_out_seq);
     size_t plain = (size_t)n;
     n = media_srtp_protect_rtp(leg->srtp, slot->data, plain, sizeof(slot->data));

@@ -1062,7 +1062,7 @@ struct media_engine *media_engine_start(const struct media_engine_config *cfg, c
     e->log = cfg->log;
     e->public_ip = cfg->public_ip && cfg->public_ip[0] ? cfg->public_ip : "127.0.0.1";
     if (media_srtp_library_init() != 0) {
-        snprintf(err, errlen, "media: libsrtp cannot be initialised");
+        snprintf(err, errlen, "media: OpenSSL cannot provide the SRTP ciphers");
         free(e->workers);
         free(e);
         return NULL;

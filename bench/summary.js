@@ -35,7 +35,13 @@ const fmt = (v, digits = 0) =>
     ? '–'
     : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-const ok = (s) => s.loss <= LOSS_LIMIT && s.delay_us.p99 !== null && s.delay_us.p99 <= DELAY_P99_LIMIT_US;
+// The load generator's rule: a delay above the limit counts unless the hypervisor's steal
+// (above 5% of the server's CPU, twice in a row) made it.
+const STEAL_SHARE = 0.05;
+const ok = (s) =>
+  s.loss <= LOSS_LIMIT &&
+  s.delay_us.p99 !== null &&
+  (s.delay_us.p99 <= DELAY_P99_LIMIT_US || s.steal_share > STEAL_SHARE);
 
 // What a ramp says: the largest step within the limits, CPU per packet under load,
 // the delay at about half of that load, and memory per unit.
@@ -98,7 +104,7 @@ for (const [name, a] of Object.entries(runs)) {
   const unitWord = name === 'tabib-relay' ? 'consultations' : name === 'udp-forward' ? 'pairs' : 'echo sessions';
   const h = a.half;
   p(
-    `| ${a.run.label} | ${a.best ? `${a.best.units} ${unitWord} (${a.streams} streams)` : '–'} | ${fmt(a.best && a.best.relayed_pps)} | ${a.limitedBy} | ${fmt(a.cpuPerPacket, 2)} µs (at ${fmt(a.cpuStep && a.cpuStep.relayed_pps)} packets/s, ${fmt(a.cpuStep && a.cpuStep.server_cpu_share * 100, 0)}% of a core) | ${fmt(a.perCorePps)} | ${h ? `${fmt(h.delay_us.p50)} / ${fmt(h.delay_us.p99)} / ${fmt(h.delay_us.p999)} µs (${h.units} units)` : '–'} | ${a.best && a.best.setup_ms.count ? `${fmt(a.best.setup_ms.p50, 1)} / ${fmt(a.best.setup_ms.p99, 1)} ms` : '–'} | ${fmt(a.kibPerUnit)} KiB |`,
+    `| ${a.run.label} | ${a.best ? `${a.best.units} ${unitWord} (${a.streams} legs)` : '–'} | ${fmt(a.best && a.best.relayed_pps)} | ${a.limitedBy} | ${fmt(a.cpuPerPacket, 2)} µs (at ${fmt(a.cpuStep && a.cpuStep.relayed_pps)} packets/s, ${fmt(a.cpuStep && a.cpuStep.server_cpu_share * 100, 0)}% of a core) | ${fmt(a.perCorePps)} | ${h ? `${fmt(h.delay_us.p50)} / ${fmt(h.delay_us.p99)} / ${fmt(h.delay_us.p999)} µs (${h.units} units)` : '–'} | ${a.best && a.best.setup_ms.count ? `${fmt(a.best.setup_ms.p50, 1)} / ${fmt(a.best.setup_ms.p99, 1)} ms` : '–'} | ${fmt(a.kibPerUnit)} KiB |`,
   );
 }
 
@@ -112,7 +118,16 @@ if (tabib && janus) {
   p('| --- | --- | --- | --- |');
   p(`| server CPU per relayed packet | ${fmt(tabib.cpuPerPacket, 2)} µs | ${fmt(janus.cpuPerPacket, 2)} µs | Janus / Tabib = ${fmt(janus.cpuPerPacket / tabib.cpuPerPacket, 2)} |`);
   p(`| packets/s per server core | ${fmt(tabib.perCorePps)} | ${fmt(janus.perCorePps)} | ${fmt(tabib.perCorePps / janus.perCorePps, 2)} |`);
-  p(`| most streams within limits | ${fmt(tabib.streams)} (${tabib.limitedBy}) | ${fmt(janus.streams)} (${janus.limitedBy}) | ${fmt(tabib.streams / janus.streams, 2)} |`);
+  p(`| most legs within limits | ${fmt(tabib.streams)} (${tabib.limitedBy}) | ${fmt(janus.streams)} (${janus.limitedBy}) | ${fmt(tabib.streams / janus.streams, 2)} |`);
+  // The same load on both: the largest step both ramps measured within their limits.
+  const common = tabib.run.steps.filter(ok).map((s) => s.units).filter((u) => janus.run.steps.some((j) => j.units === u && ok(j)));
+  const at = common.length ? common[common.length - 1] : null;
+  if (at) {
+    const ts = tabib.run.steps.find((s) => s.units === at);
+    const js = janus.run.steps.find((s) => s.units === at);
+    p(`| delay added p50 / p99 at the same load (${at} sessions, ${fmt(ts.relayed_pps)} packets/s) | ${fmt(ts.delay_us.p50)} / ${fmt(ts.delay_us.p99)} µs | ${fmt(js.delay_us.p50)} / ${fmt(js.delay_us.p99)} µs | |`);
+    p(`| server CPU share at that load | ${fmt(ts.server_cpu_share * 100)}% | ${fmt(js.server_cpu_share * 100)}% | |`);
+  }
   p(`| delay added p99 at about half load | ${fmt(tabib.half && tabib.half.delay_us.p99)} µs | ${fmt(janus.half && janus.half.delay_us.p99)} µs | |`);
   p(`| memory per session | ${fmt(tabib.kibPerUnit)} KiB | ${fmt(janus.kibPerUnit)} KiB | |`);
 }
@@ -125,7 +140,11 @@ if (fwd && (relay || tabib)) {
   p();
   // A relayed packet is decrypted once and encrypted once: two AES-GCM operations of its size.
   let srtpUs = null;
-  if (srtp && srtp.ours) srtpUs = (srtp.ours.gcm_video_protect_ns + srtp.ours.gcm_video_unprotect_ns) / 1000;
+  const gcm = (op) =>
+    srtp && srtp.results
+      ? (srtp.results.find((r) => r.profile === 'AEAD_AES_128_GCM' && r.payload === 1100 && r.op === op) || {}).ours_ns
+      : undefined;
+  if (gcm('protect') && gcm('unprotect')) srtpUs = (gcm('protect') + gcm('unprotect')) / 1000;
   else if (crypto && crypto.srtp_gcm_ns) srtpUs = (2 * crypto.srtp_gcm_ns) / 1000;
   const floor = fwd.cpuPerPacket !== null && srtpUs !== null ? fwd.cpuPerPacket + srtpUs : null;
   p('| | CPU per relayed packet |');

@@ -4,20 +4,35 @@
  *
  * Runs on the thread that owns the stream (one media worker); the builder on
  * any. Memory is allocated in media_packet_cache_new() and nowhere else:
- * storing copies into a fixed slot, looking up returns a pointer into it.
+ * storing copies the packet into the next bytes of the arena and notes where
+ * in its slot; looking up returns a pointer into the arena.
+ *
+ * Positions in the arena are counted by `head`, a 64-bit count of every byte
+ * the arena has advanced since the cache was made: each packet's bytes, and
+ * each tail skipped at the ring's end because the next packet did not fit
+ * there. Position p is byte p % bytes of the arena, a slot keeps its packet's
+ * start position, and a packet stays whole while head - start <= bytes: any
+ * write over its bytes would be at a position start + bytes or later (its
+ * own offset one lap on), and would take head past that. A skipped tail moves
+ * head without writing, so a packet lying inside a later tail is counted gone
+ * a little before its bytes are reached. The rule errs only that way (never
+ * a packet with overwritten bytes), and keeps the window in one plain figure:
+ * a packet lasts `bytes` of the arena's progress.
  */
 #include "packet_cache.h"
 #include "bytes.h"
 #include "rtp.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
-/* One slot's bookkeeping; its bytes are at data + index * MEDIA_PACKET_CACHE_MAX_PACKET. */
+/* One slot's bookkeeping; its bytes are at data + start % bytes, in one piece. */
 struct slot {
+    uint64_t start; /* the position of its first byte (see the top of the file) */
     int64_t stored_ms;
     int64_t resent_ms; /* meaningful when `resent` */
     uint16_t seq;
@@ -29,12 +44,15 @@ struct slot {
 struct media_packet_cache {
     unsigned capacity; /* a power of two */
     unsigned mask;     /* capacity - 1 */
+    size_t bytes;      /* the arena's size */
+    uint64_t head;     /* positions the arena has advanced: packets and skipped tails */
+    size_t tail;       /* where the next packet goes if it fits: head % bytes, or bytes */
     int64_t max_age_ms;
     int64_t resend_interval_ms;
     struct media_packet_cache_stats stats;
     /* Kept apart from the packet bytes so that a lookup's check touches one small line. */
     struct slot *slots;
-    uint8_t *data;
+    uint8_t *data; /* the arena: `bytes` bytes */
 };
 
 const char *media_packet_cache_strerror(int err)
@@ -79,8 +97,11 @@ struct media_packet_cache *media_packet_cache_new(const struct media_packet_cach
     int e = MEDIA_PACKET_CACHE_ERR_INVALID;
     struct media_packet_cache *c = NULL;
 
+    if (conf.bytes == 0)
+        conf.bytes = MEDIA_PACKET_CACHE_DEFAULT_BYTES;
     if (conf.capacity == 0 || conf.capacity > MEDIA_PACKET_CACHE_MAX_CAPACITY ||
-        (conf.capacity & (conf.capacity - 1)) != 0 || conf.max_age_ms < 0 ||
+        (conf.capacity & (conf.capacity - 1)) != 0 || conf.bytes < MEDIA_PACKET_CACHE_MIN_BYTES ||
+        conf.bytes > MEDIA_PACKET_CACHE_MAX_BYTES || conf.max_age_ms < 0 ||
         conf.resend_interval_ms < 0)
         goto fail;
     e = MEDIA_PACKET_CACHE_ERR_NO_MEMORY;
@@ -89,11 +110,12 @@ struct media_packet_cache *media_packet_cache_new(const struct media_packet_cach
         goto fail;
     c->capacity = conf.capacity;
     c->mask = conf.capacity - 1;
+    c->bytes = conf.bytes;
     c->max_age_ms = conf.max_age_ms;
     c->resend_interval_ms = conf.resend_interval_ms;
     c->slots = calloc(conf.capacity, sizeof(*c->slots));
-    /* At most 65536 * 1500 bytes: no overflow. Only written bytes are ever read. */
-    c->data = malloc((size_t)conf.capacity * MEDIA_PACKET_CACHE_MAX_PACKET);
+    /* Not zeroed: only written bytes are ever read, and untouched pages stay off the RSS. */
+    c->data = malloc(conf.bytes);
     if (!c->slots || !c->data)
         goto fail;
     return c;
@@ -109,22 +131,21 @@ void media_packet_cache_free(struct media_packet_cache *c)
 {
     if (!c)
         return;
-    if (c->data) {
-        /* Only the bytes ever written can hold media: wipe those, not the untouched rest. */
-        for (unsigned i = 0; i < c->capacity; i++) {
-            if (c->slots && c->slots[i].len)
-                OPENSSL_cleanse(c->data + (size_t)i * MEDIA_PACKET_CACHE_MAX_PACKET,
-                                MEDIA_PACKET_CACHE_MAX_PACKET);
-        }
-    }
+    /* Only the bytes ever written can hold media, and the first lap writes from offset 0
+     * up: wipe those, not the untouched rest (which would make its pages resident). */
+    if (c->data)
+        OPENSSL_cleanse(c->data, c->head < c->bytes ? (size_t)c->head : c->bytes);
     free(c->data);
     free(c->slots);
     free(c);
 }
 
-static uint8_t *slot_data(const struct media_packet_cache *c, unsigned index)
+/* The bytes of the packet in `s`, a slot that holds one (see find()). */
+static uint8_t *slot_data(const struct media_packet_cache *c, const struct slot *s)
 {
-    return c->data + (size_t)index * MEDIA_PACKET_CACHE_MAX_PACKET;
+    size_t offset = (size_t)(s->start % c->bytes);
+    assert(offset + s->len <= c->bytes);
+    return c->data + offset;
 }
 
 int media_packet_cache_store(struct media_packet_cache *c, const uint8_t *pkt, size_t len,
@@ -136,24 +157,38 @@ int media_packet_cache_store(struct media_packet_cache *c, const uint8_t *pkt, s
         c->stats.too_long++;
         return MEDIA_PACKET_CACHE_ERR_TOO_LONG;
     }
-    unsigned index = seq & c->mask;
-    memcpy(slot_data(c, index), pkt, len);
-    c->slots[index] = (struct slot){
+    /* In one piece: if it does not fit before the end, skip the tail and start over. */
+    if (len > c->bytes - c->tail) {
+        c->head += c->bytes - c->tail;
+        c->tail = 0;
+    }
+    assert(c->tail + len <= c->bytes && c->head % c->bytes == c->tail % c->bytes);
+    memcpy(c->data + c->tail, pkt, len);
+    c->slots[seq & c->mask] = (struct slot){
+        .start = c->head,
         .stored_ms = now_ms,
         .seq = seq,
         .len = (uint16_t)len,
         .resent = false,
     };
+    c->head += len;
+    c->tail += len;
     c->stats.stored++;
     return 0;
 }
 
-/* The slot holding `seq` if it is there and at most `max_age_ms` old, else NULL. */
+/*
+ * The slot holding `seq` if it names it, the arena still holds its bytes and it
+ * is at most `max_age_ms` old; else NULL.
+ */
 static struct slot *find(const struct media_packet_cache *c, uint16_t seq, int64_t now_ms,
                          int64_t max_age_ms)
 {
     struct slot *s = &c->slots[seq & c->mask];
     if (s->len == 0 || s->seq != seq)
+        return NULL;
+    /* head >= start + len: it only grows, and grew past this packet when it was stored. */
+    if (c->head - s->start > c->bytes)
         return NULL;
     /* A clock never runs backwards here, but if it did the packet would count as fresh. */
     if (now_ms - s->stored_ms > max_age_ms)
@@ -168,7 +203,7 @@ const uint8_t *media_packet_cache_lookup(const struct media_packet_cache *c, uin
     if (!s)
         return NULL;
     *len = s->len;
-    return slot_data(c, (unsigned)(s - c->slots));
+    return slot_data(c, s);
 }
 
 enum media_packet_cache_verdict media_packet_cache_nack(struct media_packet_cache *c, uint16_t seq,
@@ -192,7 +227,7 @@ enum media_packet_cache_verdict media_packet_cache_nack(struct media_packet_cach
     s->resent = true;
     s->resent_ms = now_ms;
     c->stats.retransmitted++;
-    *pkt = slot_data(c, (unsigned)(s - c->slots));
+    *pkt = slot_data(c, s);
     *len = s->len;
     return MEDIA_PACKET_CACHE_RESEND;
 }
@@ -214,6 +249,11 @@ void media_packet_cache_stats(const struct media_packet_cache *c,
 unsigned media_packet_cache_capacity(const struct media_packet_cache *c)
 {
     return c->capacity;
+}
+
+size_t media_packet_cache_bytes(const struct media_packet_cache *c)
+{
+    return c->bytes;
 }
 
 int media_rtx_build(const uint8_t *original, size_t len, uint8_t rtx_pt, uint32_t rtx_ssrc,

@@ -13,13 +13,22 @@
  * the stream, else as it is (the outbound SRTP session allows the same
  * index twice; see srtp.h).
  *
- * The cache is a ring of a fixed number of slots, allocated once by
- * media_packet_cache_new(): nothing is allocated, locked or logged per
- * packet. Packet `seq` lives in slot seq % capacity, which keeps the seq it
- * holds, so a slot that was overwritten by a later packet, or never written,
- * answers "not here". The capacity is a power of two so that seq % capacity
- * stays continuous across the 65535 -> 0 wrap (any other capacity would
- * evict packets early there).
+ * The cache is two rings, both allocated once by media_packet_cache_new():
+ * nothing is allocated, locked or logged per packet.
+ *  - A table of slots indexed by seq: packet `seq` is named by slot
+ *    seq % capacity, which keeps the seq it names, so a slot taken by a later
+ *    packet, or never written, answers "not here". The capacity is a power
+ *    of two so that seq % capacity stays continuous across the 65535 -> 0
+ *    wrap (any other capacity would evict packets early there).
+ *  - A ring of bytes (the data arena) holding the packets themselves, each
+ *    in one piece, one after the other: a packet that does not fit before
+ *    the ring's end starts again at its beginning, and the tail it skipped
+ *    stays unused for that lap. Memory is thus paid for the bytes sent, not
+ *    for the largest packet in every slot (a 1150-byte video packet in a
+ *    1500-byte slot wasted a quarter of the cache).
+ * A packet is answered only while both still hold it: its slot names it, and
+ * the arena has not moved on by more than its size since the packet was
+ * written there (see `bytes` below).
  *
  * Thread: any; a cache belongs to the thread that owns its stream (one media
  * worker). media_rtx_build() is pure and may run anywhere.
@@ -42,8 +51,10 @@
 /*
  * Capacity: 256 packets hold about a second of 2 Mbit/s video in 1200-byte
  * packets, the age beyond which a retransmission arrives too late to be
- * played. The maximum is the sequence space itself: with more slots than
- * seqs, some would never be used.
+ * played. A slot is 32 bytes of bookkeeping, so slots are cheap: the arena
+ * below is what bounds the memory, and it usually evicts first. The maximum
+ * is the sequence space itself: with more slots than seqs, some would never
+ * be used.
  */
 #define MEDIA_PACKET_CACHE_DEFAULT_CAPACITY 256u
 #define MEDIA_PACKET_CACHE_MAX_CAPACITY     65536u
@@ -53,6 +64,33 @@
  * given up on it by then, so resending it would only cost bandwidth.
  */
 #define MEDIA_PACKET_CACHE_DEFAULT_MAX_AGE_MS 1000
+
+/*
+ * The data arena: 144 KiB, allocated once per cache (one per outgoing video
+ * stream), and all of the cache's memory but 32 bytes per slot. It holds the
+ * last 0.98 s of 1.2 Mbit/s video (what the load generator sends): about
+ * MEDIA_PACKET_CACHE_DEFAULT_MAX_AGE_MS, which would keep nothing older
+ * anyway. It is also room for 128 packets of 1150 bytes, the usual video
+ * packet, so the relay's 128-slot video caches keep about as many of those as
+ * the old layout of a 1500-byte buffer per slot did, in 44 KiB less per leg
+ * (the load generator's tabib-echo at 40 units: 247 KiB of RSS per waiting
+ * patient, against 289 with the old layout and 263 with a 160 KiB arena).
+ * At higher rates it keeps less than the max age: 0.69 s at 1.7 Mbit/s (a
+ * browser's ceiling for the 640x480 we ask for), 0.59 s at 2 Mbit/s. That is
+ * enough: a resend is only worth sending while the receiver still waits for
+ * it. A browser NACKs as soon as the next packet shows the gap, so the
+ * request reaches us about one round trip after the loss and its repeat one
+ * more round trip later, and a packet answered after the receiver's jitter
+ * buffer has given up on it (the reason for the max age) is bandwidth spent
+ * for nothing; 0.59 s still covers a request and its repeat over a round
+ * trip of nearly 300 ms. The smallest arena holds one packet of the largest
+ * size; the largest costs what the old layout, MEDIA_PACKET_CACHE_MAX_CAPACITY
+ * slots of MEDIA_PACKET_CACHE_MAX_PACKET bytes, did.
+ */
+#define MEDIA_PACKET_CACHE_DEFAULT_BYTES ((size_t)144 * 1024)
+#define MEDIA_PACKET_CACHE_MIN_BYTES     ((size_t)MEDIA_PACKET_CACHE_MAX_PACKET)
+#define MEDIA_PACKET_CACHE_MAX_BYTES                                                               \
+    ((size_t)MEDIA_PACKET_CACHE_MAX_CAPACITY * MEDIA_PACKET_CACHE_MAX_PACKET)
 
 /*
  * The same packet is not resent again sooner than this. A browser asks again
@@ -83,10 +121,17 @@ const char *media_packet_cache_strerror(int err);
 /*
  * How a cache is made. Start from MEDIA_PACKET_CACHE_CONFIG_DEFAULT and
  * change what differs.
- *  - capacity: packets kept, a power of two from 1 to
- *    MEDIA_PACKET_CACHE_MAX_CAPACITY. Each costs MEDIA_PACKET_CACHE_MAX_PACKET
- *    bytes plus 24 of bookkeeping, whatever the packet's size, so that
- *    nothing moves or is allocated per packet.
+ *  - capacity: slots, the most packets kept, a power of two from 1 to
+ *    MEDIA_PACKET_CACHE_MAX_CAPACITY. Each costs 32 bytes of bookkeeping.
+ *  - bytes: the size of the data arena, from MEDIA_PACKET_CACHE_MIN_BYTES
+ *    to MEDIA_PACKET_CACHE_MAX_BYTES; 0 takes MEDIA_PACKET_CACHE_DEFAULT_BYTES
+ *    (so a config filled in field by field without it gets the default). A
+ *    packet is kept until the arena has advanced `bytes` past its first byte:
+ *    its own bytes, the packets written after it and the tails skipped at
+ *    the ring's end all count. So every packet whose slot still names it and
+ *    which, with all the packets stored after it, adds up to at most
+ *    bytes - (MEDIA_PACKET_CACHE_MAX_PACKET - 1) is still there (at most one
+ *    tail, shorter than a packet, was skipped since); older ones may not be.
  *  - max_age_ms: media_packet_cache_nack() does not resend packets stored
  *    longer ago than this (>= 0).
  *  - resend_interval_ms: media_packet_cache_nack() does not resend a packet
@@ -95,6 +140,7 @@ const char *media_packet_cache_strerror(int err);
  */
 struct media_packet_cache_config {
     unsigned capacity;
+    size_t bytes;
     int64_t max_age_ms;
     int64_t resend_interval_ms;
 };
@@ -102,6 +148,7 @@ struct media_packet_cache_config {
 #define MEDIA_PACKET_CACHE_CONFIG_DEFAULT                                                          \
     ((struct media_packet_cache_config){                                                           \
         .capacity = MEDIA_PACKET_CACHE_DEFAULT_CAPACITY,                                           \
+        .bytes = MEDIA_PACKET_CACHE_DEFAULT_BYTES,                                                 \
         .max_age_ms = MEDIA_PACKET_CACHE_DEFAULT_MAX_AGE_MS,                                       \
         .resend_interval_ms = MEDIA_PACKET_CACHE_DEFAULT_RESEND_INTERVAL_MS,                       \
     })
@@ -126,8 +173,10 @@ struct media_packet_cache;
  * Returns a new, empty cache made as `cfg` says (NULL: the defaults), with
  * all of its memory allocated; free with media_packet_cache_free(). Returns
  * NULL with `*err` (when `err` is not NULL) set to
- * MEDIA_PACKET_CACHE_ERR_INVALID (capacity not a power of two in range, a
- * negative interval) or MEDIA_PACKET_CACHE_ERR_NO_MEMORY. Borrows `cfg`.
+ * MEDIA_PACKET_CACHE_ERR_INVALID (capacity not a power of two in range,
+ * bytes out of range, a negative interval) or MEDIA_PACKET_CACHE_ERR_NO_MEMORY.
+ * Allocates the arena (`bytes`), the slots (32 bytes each) and a small header;
+ * its pages become resident as packets are written. Borrows `cfg`.
  */
 struct media_packet_cache *media_packet_cache_new(const struct media_packet_cache_config *cfg,
                                                   int *err);
@@ -141,10 +190,11 @@ void media_packet_cache_free(struct media_packet_cache *c);
 /*
  * Keeps a copy of the packet `pkt`/`len`, sent as `seq` at `now_ms` (a
  * monotonic clock, milliseconds), in slot seq % capacity: whatever was there
- * is forgotten, and the packet has not been resent yet. Store the plaintext
- * exactly as it goes to SRTP, after every rewrite. `seq` must be the packet's
- * own sequence number (a mismatch would resend a packet under the wrong
- * number, so it is refused). Returns 0, MEDIA_PACKET_CACHE_ERR_INVALID
+ * is forgotten, and the packet has not been resent yet. Its bytes go next in
+ * the arena, evicting the oldest packets whose bytes they cover. Store the
+ * plaintext exactly as it goes to SRTP, after every rewrite. `seq` must be
+ * the packet's own sequence number (a mismatch would resend a packet under
+ * the wrong number, so it is refused). Returns 0, MEDIA_PACKET_CACHE_ERR_INVALID
  * (shorter than an RTP header, or `seq` is not the packet's) or
  * MEDIA_PACKET_CACHE_ERR_TOO_LONG (counted in `too_long`); on error the
  * cache is unchanged. Borrows `pkt` (copied).
@@ -155,8 +205,9 @@ int media_packet_cache_store(struct media_packet_cache *c, const uint8_t *pkt, s
 /*
  * The stored packet `seq` if it is in the cache and was stored at most
  * `max_age_ms` before `now_ms`, with its length in `*len`; NULL otherwise
- * (never stored, overwritten by a later packet, or too old). Changes nothing
- * and counts nothing: media_packet_cache_nack() is the NACK path.
+ * (never stored, its slot taken by a later packet, its bytes reached by the
+ * arena since, or too old). Changes nothing and counts nothing:
+ * media_packet_cache_nack() is the NACK path.
  *
  * Borrows: the pointer is into the cache, valid until the next store or
  * free. Copy the packet out before protecting it; SRTP works in place.
@@ -208,6 +259,9 @@ void media_packet_cache_stats(const struct media_packet_cache *c,
 
 /* The number of slots (the configured capacity). */
 unsigned media_packet_cache_capacity(const struct media_packet_cache *c);
+
+/* The size of the data arena in bytes (the configured bytes, or the default for 0). */
+size_t media_packet_cache_bytes(const struct media_packet_cache *c);
 
 /*
  * Writes into `out` (`cap` bytes) the RTX packet (RFC 4588 section 4) that

@@ -1,7 +1,10 @@
 /*
  * test_packet_cache.c - the outgoing packet history and the RTX builder:
  * stores and lookups across the 65535 -> 0 wrap, slots overwritten when the
- * ring is full, packets too old to resend, the repeat guard against browsers
+ * ring is full, packets whose bytes the data arena has reached since (the
+ * skipped tail at its end included, to the byte), a long run of random sizes
+ * checked against what was stored, the memory the cache takes (allocated and
+ * resident), packets too old to resend, the repeat guard against browsers
  * asking again for the same packet, RTX packets checked through the RTP
  * parser (CSRCs, both extension forms, padding dropped), short buffers, and
  * a NACK built and expanded by the RTCP codec driving the cache.
@@ -12,9 +15,16 @@
 #include <stdint.h>
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "packet_cache.h"
 #include "rtcp.h"
@@ -51,11 +61,13 @@ static size_t make_packet(uint8_t *buf, uint16_t seq, size_t payload_len)
     return sizeof(head) + payload_len;
 }
 
-static struct media_packet_cache *new_cache(unsigned capacity, int64_t max_age_ms,
-                                            int64_t resend_interval_ms)
+/* A cache with an arena of `bytes` (0: the default). */
+static struct media_packet_cache *new_cache_bytes(unsigned capacity, size_t bytes,
+                                                  int64_t max_age_ms, int64_t resend_interval_ms)
 {
     struct media_packet_cache_config cfg = {
         .capacity = capacity,
+        .bytes = bytes,
         .max_age_ms = max_age_ms,
         .resend_interval_ms = resend_interval_ms,
     };
@@ -64,6 +76,12 @@ static struct media_packet_cache *new_cache(unsigned capacity, int64_t max_age_m
     assert_non_null(c);
     assert_int_equal(err, 0);
     return c;
+}
+
+static struct media_packet_cache *new_cache(unsigned capacity, int64_t max_age_ms,
+                                            int64_t resend_interval_ms)
+{
+    return new_cache_bytes(capacity, 0, max_age_ms, resend_interval_ms);
 }
 
 /* Asserts that `seq` is in the cache as make_packet(seq, payload_len) built it. */
@@ -101,6 +119,14 @@ static void test_new_and_free(void **state)
         {.capacity = 131072, .max_age_ms = 1000, .resend_interval_ms = 50},
         {.capacity = 256, .max_age_ms = -1, .resend_interval_ms = 50},
         {.capacity = 256, .max_age_ms = 1000, .resend_interval_ms = -1},
+        {.capacity = 256,
+         .bytes = MEDIA_PACKET_CACHE_MIN_BYTES - 1,
+         .max_age_ms = 1000,
+         .resend_interval_ms = 50},
+        {.capacity = 256,
+         .bytes = MEDIA_PACKET_CACHE_MAX_BYTES + 1,
+         .max_age_ms = 1000,
+         .resend_interval_ms = 50},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int err = 0;
@@ -113,6 +139,7 @@ static void test_new_and_free(void **state)
     struct media_packet_cache *c = media_packet_cache_new(NULL, NULL);
     assert_non_null(c);
     assert_int_equal(media_packet_cache_capacity(c), MEDIA_PACKET_CACHE_DEFAULT_CAPACITY);
+    assert_int_equal(media_packet_cache_bytes(c), MEDIA_PACKET_CACHE_DEFAULT_BYTES);
     struct media_packet_cache_stats st;
     media_packet_cache_stats(c, &st);
     assert_int_equal(st.stored + st.nacked + st.too_long, 0);
@@ -120,14 +147,25 @@ static void test_new_and_free(void **state)
     assert_null(media_packet_cache_lookup(c, 0, 0, 1000, &len));
     media_packet_cache_free(c);
 
-    /* The smallest and the largest ring. */
+    /* The smallest and the largest ring; 0 bytes takes the default arena. */
     c = new_cache(1, 1000, 0);
+    assert_int_equal(media_packet_cache_bytes(c), MEDIA_PACKET_CACHE_DEFAULT_BYTES);
     media_packet_cache_free(c);
     c = new_cache(MEDIA_PACKET_CACHE_MAX_CAPACITY, 1000, 0);
     uint8_t pkt[100];
     size_t n = make_packet(pkt, 65535, 10);
     assert_int_equal(media_packet_cache_store(c, pkt, n, 65535, 5), 0);
     assert_cached(c, 65535, 10, 5);
+    media_packet_cache_free(c);
+
+    /* The smallest and the largest arena. */
+    c = new_cache_bytes(1, MEDIA_PACKET_CACHE_MIN_BYTES, 1000, 0);
+    assert_int_equal(media_packet_cache_bytes(c), MEDIA_PACKET_CACHE_MAX_PACKET);
+    assert_int_equal(media_packet_cache_store(c, pkt, n, 65535, 5), 0);
+    assert_cached(c, 65535, 10, 5);
+    media_packet_cache_free(c);
+    c = new_cache_bytes(MEDIA_PACKET_CACHE_MAX_CAPACITY, MEDIA_PACKET_CACHE_MAX_BYTES, 1000, 0);
+    assert_int_equal(media_packet_cache_bytes(c), MEDIA_PACKET_CACHE_MAX_BYTES);
     media_packet_cache_free(c);
 
     media_packet_cache_free(NULL);
@@ -202,6 +240,392 @@ static void test_overwritten_slots(void **state)
     assert_int_equal(media_packet_cache_nack(c, 100, 20, &got, &len), MEDIA_PACKET_CACHE_MISSED);
     assert_null(got);
     media_packet_cache_free(c);
+}
+
+/* Stores make_packet(seq) of exactly `size` bytes (>= 24) at `now_ms`. */
+static void store_sized(struct media_packet_cache *c, uint16_t seq, size_t size, int64_t now_ms)
+{
+    uint8_t pkt[MEDIA_PACKET_CACHE_MAX_PACKET];
+    assert_true(size >= 24 && size <= sizeof(pkt));
+    size_t n = make_packet(pkt, seq, size - 24);
+    assert_int_equal(media_packet_cache_store(c, pkt, n, seq, now_ms), 0);
+}
+
+/* Asserts that `seq`, stored by store_sized(), is in the cache byte for byte; returns where. */
+static const uint8_t *assert_sized(const struct media_packet_cache *c, uint16_t seq, size_t size)
+{
+    uint8_t want[MEDIA_PACKET_CACHE_MAX_PACKET];
+    size_t want_len = make_packet(want, seq, size - 24);
+    size_t len = 0;
+    const uint8_t *got = media_packet_cache_lookup(c, seq, 0, 1000, &len);
+    assert_non_null(got);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(got, want, want_len);
+    return got;
+}
+
+static void assert_gone(const struct media_packet_cache *c, uint16_t seq)
+{
+    size_t len = 0;
+    assert_null(media_packet_cache_lookup(c, seq, 0, 1000, &len));
+}
+
+/*
+ * Larger packets written over smaller ones: the seq slots of the smaller ones
+ * still name them (16 slots, 4 packets), but their bytes are gone, and both
+ * a lookup and a NACK say so.
+ */
+static void test_arena_overwritten(void **state)
+{
+    (void)state;
+    struct media_packet_cache *c = new_cache_bytes(16, 4000, 1000, 0);
+    store_sized(c, 1, 500, 0);  /* [0, 500) */
+    store_sized(c, 2, 1400, 0); /* [500, 1900) */
+    store_sized(c, 3, 1400, 0); /* [1900, 3300) */
+    assert_sized(c, 1, 500);
+    assert_sized(c, 2, 1400);
+    assert_sized(c, 3, 1400);
+
+    /* 1400 more do not fit in the 700 left: [0, 1400), over all of 1 and 900 bytes of 2. */
+    store_sized(c, 4, 1400, 0);
+    assert_gone(c, 1);
+    assert_gone(c, 2);
+    assert_sized(c, 3, 1400);
+    assert_sized(c, 4, 1400);
+    const uint8_t *got = NULL;
+    size_t len = 0;
+    assert_int_equal(media_packet_cache_nack(c, 2, 0, &got, &len), MEDIA_PACKET_CACHE_MISSED);
+    assert_null(got);
+    assert_int_equal(media_packet_cache_nack(c, 3, 0, &got, &len), MEDIA_PACKET_CACHE_RESEND);
+    assert_non_null(got);
+    assert_int_equal(len, 1400);
+    assert_nack_counts(c, 1, 1, 0);
+
+    /* The same seq stored again names the new copy only. */
+    store_sized(c, 1, 100, 0); /* [1400, 1500) */
+    assert_sized(c, 1, 100);
+    media_packet_cache_free(c);
+}
+
+/*
+ * The end of the arena, to the byte: a packet that does not fit before the end
+ * starts over at offset 0 in one piece and the tail stays unused; one that ends
+ * exactly at the end wastes nothing; a packet lasts until the arena has moved
+ * on by its size, so the oldest survives while a later one ends where it
+ * starts, and is gone when one byte more is written.
+ */
+static void test_arena_wrap(void **state)
+{
+    (void)state;
+    struct media_packet_cache *c = new_cache_bytes(16, 3000, 1000, 0);
+    store_sized(c, 100, 1400, 0); /* [0, 1400) */
+    store_sized(c, 101, 1400, 0); /* [1400, 2800) */
+    const uint8_t *arena = assert_sized(c, 100, 1400);
+    assert_ptr_equal(assert_sized(c, 101, 1400), arena + 1400);
+
+    /* 1000 bytes, 200 left before the end: skipped, and the packet is whole at 0. */
+    store_sized(c, 102, 1000, 0);
+    assert_ptr_equal(assert_sized(c, 102, 1000), arena);
+    assert_gone(c, 100);
+    assert_ptr_equal(assert_sized(c, 101, 1400), arena + 1400);
+
+    /* [1000, 1400) ends where 101 starts: 101 is still whole... */
+    store_sized(c, 103, 400, 0);
+    assert_ptr_equal(assert_sized(c, 103, 400), arena + 1000);
+    assert_sized(c, 101, 1400);
+    /* ...until its first byte is written over. */
+    uint8_t bare[MEDIA_RTP_HEADER_SIZE] = {0x80, VP8_PT, 0x00, 104};
+    assert_int_equal(media_packet_cache_store(c, bare, sizeof(bare), 104, 0), 0);
+    assert_gone(c, 101);
+    assert_sized(c, 102, 1000);
+    assert_sized(c, 103, 400);
+    media_packet_cache_free(c);
+
+    /* Three packets fill the arena exactly: all three are kept, nothing is skipped. */
+    c = new_cache_bytes(16, 3000, 1000, 0);
+    store_sized(c, 10, 1000, 0);
+    store_sized(c, 11, 1000, 0);
+    store_sized(c, 12, 1000, 0);
+    arena = assert_sized(c, 10, 1000);
+    assert_ptr_equal(assert_sized(c, 12, 1000), arena + 2000);
+    store_sized(c, 13, 24, 0); /* at 0: the first byte of 10 */
+    assert_ptr_equal(assert_sized(c, 13, 24), arena);
+    assert_gone(c, 10);
+    assert_sized(c, 11, 1000);
+    assert_sized(c, 12, 1000);
+    media_packet_cache_free(c);
+
+    /*
+     * The rule errs one way only. 202 lies in [2900, 3000), which the next lap
+     * skips (205 does not fit after 204), so its bytes are never written over;
+     * but the skipped tail counts as progress, and once the arena has moved on
+     * by more than its size it is answered no more: a packet lasts `bytes` of
+     * progress, whatever the tails.
+     */
+    c = new_cache_bytes(16, 3000, 1000, 0);
+    store_sized(c, 200, 1450, 0); /* [0, 1450) */
+    store_sized(c, 201, 1450, 0); /* [1450, 2900) */
+    store_sized(c, 202, 100, 0);  /* [2900, 3000) */
+    store_sized(c, 203, 1450, 0); /* [0, 1450) */
+    store_sized(c, 204, 1449, 0); /* [1450, 2899) */
+    assert_gone(c, 201);
+    assert_sized(c, 202, 100);
+    store_sized(c, 205, 1450, 0); /* skips [2899, 3000); [0, 1450) */
+    assert_gone(c, 202);
+    assert_sized(c, 204, 1449);
+    assert_sized(c, 205, 1450);
+    media_packet_cache_free(c);
+}
+
+/* xorshift32: the same run on every machine. */
+static uint32_t next_random(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Fills `buf` with packet number `serial` of a run: an RTP header with `seq`, then noise. */
+static void fill_serial(uint8_t *buf, size_t len, uint32_t serial, uint16_t seq)
+{
+    uint32_t x = serial * 2654435761u + 1;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)next_random(&x);
+    if (len >= 4) {
+        buf[0] = 0x80;
+        buf[1] = VP8_PT;
+        buf[2] = (uint8_t)(seq >> 8);
+        buf[3] = (uint8_t)seq;
+    }
+}
+
+/* What the random run remembers of each packet the cache accepted. */
+struct kept {
+    uint32_t serial; /* fill_serial()'s */
+    uint16_t seq;
+    uint16_t len;
+    uint64_t total; /* bytes of every accepted packet up to this one, this one included */
+};
+
+/*
+ * Every packet kept in the run, from `from` to the newest (`count` - 1), looked up:
+ * one answered is its slot's latest, not older than the arena, and byte for byte
+ * what was stored; one whose slot still names it and that is young enough for the
+ * arena's guarantee (header: `bytes`) is answered.
+ */
+static void check_run(const struct media_packet_cache *c, const struct kept *kept, size_t from,
+                      size_t count, const uint32_t *slot_owner, size_t bytes)
+{
+    uint8_t want[MEDIA_PACKET_CACHE_MAX_PACKET];
+    unsigned mask = media_packet_cache_capacity(c) - 1;
+    uint64_t newest = kept[count - 1].total;
+    for (size_t k = from; k < count; k++) {
+        const struct kept *p = &kept[k];
+        uint64_t since = newest - p->total + p->len; /* it and all after it */
+        bool named = slot_owner[p->seq & mask] == k;
+        size_t len = 0;
+        const uint8_t *got = media_packet_cache_lookup(c, p->seq, 0, 1 << 30, &len);
+        if (got) {
+            assert_true(named);
+            assert_true(since <= bytes);
+            assert_int_equal(len, p->len);
+            fill_serial(want, p->len, p->serial, p->seq);
+            assert_memory_equal(got, want, p->len);
+        } else {
+            assert_false(named && since <= bytes - (MEDIA_PACKET_CACHE_MAX_PACKET - 1));
+        }
+    }
+}
+
+/*
+ * A long run of random sizes from 1 to 1500 bytes (with a gap in the seqs now
+ * and then, across 65535 -> 0, and a packet too short or too long now and
+ * then, which must change nothing), in arenas small and large against slot
+ * tables small and large. The newest packet is always answered; the others
+ * are checked by check_run(), all of them every 16 packets.
+ */
+static void test_arena_random_sizes(void **state)
+{
+    (void)state;
+    const struct {
+        unsigned capacity;
+        size_t bytes;
+    } runs[] = {
+        {256, 20000},                           /* the arena evicts first */
+        {16, 30000},                            /* the slots evict first */
+        {256, 0},                               /* the defaults */
+        {1024, MEDIA_PACKET_CACHE_MIN_BYTES},   /* room for one packet at a time */
+        {4, MEDIA_PACKET_CACHE_MAX_PACKET + 7}, /* a tail skipped nearly every time */
+    };
+    enum { STORES = 20000 };
+    struct kept *kept = calloc(STORES, sizeof(*kept));
+    uint32_t *slot_owner = calloc(1024, sizeof(*slot_owner));
+    assert_non_null(kept);
+    assert_non_null(slot_owner);
+    uint8_t pkt[MEDIA_PACKET_CACHE_MAX_PACKET + 100];
+
+    for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+        struct media_packet_cache *c = new_cache_bytes(runs[r].capacity, runs[r].bytes, 1000, 0);
+        size_t bytes = media_packet_cache_bytes(c);
+        unsigned mask = runs[r].capacity - 1;
+        for (unsigned i = 0; i <= mask; i++)
+            slot_owner[i] = UINT32_MAX;
+        uint32_t x = 0x9E3779B9u + (uint32_t)r;
+        uint16_t seq = 65535 - 3000;
+        size_t count = 0;
+        uint64_t total = 0, too_long = 0;
+
+        for (uint32_t serial = 0; serial < STORES; serial++) {
+            uint32_t dice = next_random(&x);
+            if (dice % 50 == 0)
+                seq = (uint16_t)(seq + 1 + dice % 7); /* a gap */
+            size_t len = 1 + next_random(&x) % MEDIA_PACKET_CACHE_MAX_PACKET;
+            if (dice % 97 == 1)
+                len = MEDIA_PACKET_CACHE_MAX_PACKET + 1 + dice % 100;
+            fill_serial(pkt, len, serial, seq);
+            int rc = media_packet_cache_store(c, pkt, len, seq, 0);
+            if (len < MEDIA_RTP_HEADER_SIZE) {
+                assert_int_equal(rc, MEDIA_PACKET_CACHE_ERR_INVALID);
+            } else if (len > MEDIA_PACKET_CACHE_MAX_PACKET) {
+                assert_int_equal(rc, MEDIA_PACKET_CACHE_ERR_TOO_LONG);
+                too_long++;
+            } else {
+                assert_int_equal(rc, 0);
+                total += len;
+                kept[count] = (struct kept){
+                    .serial = serial, .seq = seq, .len = (uint16_t)len, .total = total};
+                slot_owner[seq & mask] = (uint32_t)count;
+                count++;
+                seq++;
+            }
+            if (count == 0)
+                continue;
+            /* The newest is always there, refused packets or not. */
+            size_t len_newest = 0;
+            assert_non_null(
+                media_packet_cache_lookup(c, kept[count - 1].seq, 0, 1 << 30, &len_newest));
+            check_run(c, kept, count - 1, count, slot_owner, bytes);
+            if (serial % 16 == 0) {
+                /* Every packet a full arena could hold, and some beyond. */
+                size_t reach = runs[r].capacity + bytes / MEDIA_RTP_HEADER_SIZE + 8;
+                check_run(c, kept, count > reach ? count - reach : 0, count, slot_owner, bytes);
+            }
+        }
+        check_run(c, kept, 0, count, slot_owner, bytes);
+
+        struct media_packet_cache_stats st;
+        media_packet_cache_stats(c, &st);
+        assert_int_equal(st.stored, count);
+        assert_int_equal(st.too_long, too_long);
+        assert_true(count > STORES * 9 / 10);
+        media_packet_cache_free(c);
+    }
+    free(slot_owner);
+    free(kept);
+}
+
+/*
+ * The process's anonymous resident memory in bytes (Linux), or 0 when unknown:
+ * resident less file-backed, so that code paged in on a first call is not counted.
+ */
+static size_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0, shared = 0;
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%lu %lu %lu", &size, &resident, &shared);
+    fclose(f);
+    if (n != 3 || shared > resident)
+        return 0;
+    return (size_t)(resident - shared) * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Whether transparent huge pages are on for every mapping, which makes RSS jump by 2 MiB. */
+static bool huge_pages_always(void)
+{
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f)
+        return false;
+    bool always = fgets(mode, sizeof(mode), f) && strstr(mode, "[always]");
+    fclose(f);
+    return always;
+}
+
+/* Bytes the allocator has handed out (glibc), or 0 when it cannot tell (ASan's, others). */
+static size_t heap_in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+#else
+    return 0;
+#endif
+}
+
+/* Hands free heap pages back to the system (glibc), so that new allocations fault in fresh ones. */
+static void release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+/*
+ * The memory bound: a cache allocates its arena, 32 bytes per slot and a small
+ * header, whatever the packets' sizes, and nothing per packet; filled with
+ * full-size packets its resident memory grows by no more than that, well under
+ * the old layout of a full-size buffer per slot.
+ */
+static void test_memory_bound(void **state)
+{
+    (void)state;
+    const struct {
+        unsigned capacity;
+        size_t bytes;
+    } sizes[] = {
+        {MEDIA_PACKET_CACHE_DEFAULT_CAPACITY, 0},
+        {128, MEDIA_PACKET_CACHE_DEFAULT_BYTES}, /* as the relay makes its video caches */
+        {64, 32 * 1024},
+    };
+    const size_t slack = 2 * 4096 + 256; /* mmap's page rounding and the chunks' headers */
+    uint8_t pkt[MEDIA_PACKET_CACHE_MAX_PACKET];
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        release_free_memory(); /* else it would reuse resident pages the last one freed */
+        size_t rss_before = resident_bytes();
+        size_t heap_before = heap_in_use();
+        struct media_packet_cache *c = new_cache_bytes(sizes[i].capacity, sizes[i].bytes, 1000, 0);
+        size_t heap_made = heap_in_use();
+        size_t bytes = media_packet_cache_bytes(c);
+        size_t bound = bytes + (size_t)sizes[i].capacity * 32;
+        assert_int_equal(bytes, sizes[i].bytes ? sizes[i].bytes : MEDIA_PACKET_CACHE_DEFAULT_BYTES);
+        /* Less than the old layout: a full-size buffer per slot. */
+        assert_true(bound < (size_t)sizes[i].capacity * MEDIA_PACKET_CACHE_MAX_PACKET);
+
+        /* Ten arenas' worth of full-size packets: every page of it written. */
+        for (unsigned n = 0; n < 10 * bytes / MEDIA_PACKET_CACHE_MAX_PACKET; n++) {
+            size_t len = make_packet(pkt, (uint16_t)n, MEDIA_PACKET_CACHE_MAX_PACKET - 24);
+            assert_int_equal(media_packet_cache_store(c, pkt, len, (uint16_t)n, 0), 0);
+        }
+        size_t heap_filled = heap_in_use();
+        size_t rss_filled = resident_bytes();
+
+        if (heap_made != heap_before) {
+            assert_true(heap_made - heap_before >= bound);
+            assert_true(heap_made - heap_before <= bound + slack);
+            assert_int_equal(heap_filled, heap_made); /* nothing per packet */
+        }
+        size_t grown = rss_filled > rss_before ? rss_filled - rss_before : 0;
+        /* Room for ASan's shadow (an eighth) and stray pages of the test's own. */
+        if (rss_before && rss_filled && !huge_pages_always())
+            assert_true(grown < bound + bound / 8 + 64 * 1024);
+        print_message("capacity %u, arena %zu: allocated %zu bytes, resident +%zu\n",
+                      sizes[i].capacity, bytes, heap_made - heap_before, grown);
+        media_packet_cache_free(c);
+    }
 }
 
 static void test_refused_stores(void **state)
@@ -578,7 +1002,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_and_free),      cmocka_unit_test(test_store_lookup_across_wrap),
-        cmocka_unit_test(test_overwritten_slots), cmocka_unit_test(test_refused_stores),
+        cmocka_unit_test(test_overwritten_slots), cmocka_unit_test(test_arena_overwritten),
+        cmocka_unit_test(test_arena_wrap),        cmocka_unit_test(test_arena_random_sizes),
+        cmocka_unit_test(test_memory_bound),      cmocka_unit_test(test_refused_stores),
         cmocka_unit_test(test_too_old),           cmocka_unit_test(test_repeat_guard),
         cmocka_unit_test(test_rtx_round_trip),    cmocka_unit_test(test_rtx_csrc_two_byte),
         cmocka_unit_test(test_rtx_errors),        cmocka_unit_test(test_nack_drives_lookups),

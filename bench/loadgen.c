@@ -76,12 +76,7 @@
 #define MAX_STEPS       32
 #define LOSS_LIMIT      0.001
 #define DELAY_P99_LIMIT 10000.0 /* µs */
-#define SATURATED_SHARE 0.97
-#define STEAL_RETRY_SHARE                                                                          \
-    0.05 /* steal above this share of the server's CPU: measure again */ /* the media thread busy  \
-                                                                            this share of the      \
-                                                                            time: it is the limit  \
-                                                                          */
+#define SATURATED_SHARE 0.97    /* the media thread busy this share of the time: it is the limit */
 
 enum target { TABIB_RELAY, TABIB_ECHO, JANUS_ECHO, UDP_FORWARD };
 
@@ -120,7 +115,8 @@ struct step {
     double rss_mib, rss_per_unit_kib;
     double rss_marginal_kib; /* growth since the previous step, per unit added */
     double loadgen_cpu_share;
-    double steal_share; /* of the server's CPU: the hypervisor ran something else */
+    double steal_share;   /* of the server's CPU: the hypervisor ran something else */
+    unsigned legs_silent; /* legs that have received no media at all (the server drops them) */
     uint64_t srtp_errors, send_failures;
     bool loadgen_saturated;
 };
@@ -611,6 +607,7 @@ static void measure(struct lg_engine *e, pid_t server, int server_cpu, double se
     s->rss_per_unit_kib = units ? (s->rss_mib - rss_base) * 1024.0 / units : 0;
     s->loadgen_cpu_share = (lg1 - lg0) / secs;
     s->steal_share = (steal1 - steal0) / secs;
+    s->legs_silent = b.legs - b.legs_receiving;
     s->srtp_errors = b.srtp_errors - a.srtp_errors;
     s->send_failures = b.send_failures - a.send_failures;
     s->loadgen_saturated = s->loadgen_cpu_share > SATURATED_SHARE;
@@ -665,6 +662,7 @@ static json_t *step_json(const struct step *s)
     json_object_set_new(o, "rss_marginal_kib", num(s->rss_marginal_kib));
     json_object_set_new(o, "loadgen_cpu_share", num(s->loadgen_cpu_share));
     json_object_set_new(o, "steal_share", num(s->steal_share));
+    json_object_set_new(o, "legs_silent", json_integer(s->legs_silent));
     json_object_set_new(o, "srtp_errors", json_integer((json_int_t)s->srtp_errors));
     json_object_set_new(o, "send_failures", json_integer((json_int_t)s->send_failures));
     json_object_set_new(o, "loadgen_saturated", json_boolean(s->loadgen_saturated));
@@ -751,7 +749,7 @@ static struct options parse(int argc, char **argv)
             usage();
         }
     }
-    if ((int)o.target < 0 || o.n_steps == 0 || o.seconds <= 0 ||
+    if ((int)o.target < 0 || o.n_steps == 0 || o.seconds <= 0 || o.video_kbps > 4000 ||
         (o.target == JANUS_ECHO && (!o.janus_port || o.janus_pid <= 0)))
         usage();
     return o;
@@ -829,12 +827,13 @@ int main(int argc, char **argv)
         struct step s;
         measure(e, server, o.server_cpu, o.seconds, units, rss_base, setups_before,
                 o.perf_path && units == o.perf_units ? o.perf_path : NULL, &s);
-        /* The hypervisor took the server's CPU away for a while (steal): that, not the server,
-         * may have made the delay. Measure the same load once more and keep the second. */
-        if (s.delay_p99 > DELAY_P99_LIMIT && s.steal_share > STEAL_RETRY_SHARE) {
+        /* A delay p99 over the limit once may be the hypervisor's: on this kind of VM it stops a
+         * vCPU for 10-40 ms now and then, at any load (the plain forwarder shows it too). The
+         * same load is measured once more, and the second measurement is the step's. */
+        if (s.delay_p99 > DELAY_P99_LIMIT) {
             struct step again;
-            printf("# step of %u units: steal %.0f%%, measured again\n", units,
-                   s.steal_share * 100);
+            printf("# step of %u units: delay p99 %.0f us (steal %.1f%%), measured again\n", units,
+                   s.delay_p99, s.steal_share * 100);
             measure(e, server, o.server_cpu, o.seconds, units, rss_base, setups_before, NULL,
                     &again);
             again.setups = s.setups;
@@ -848,10 +847,8 @@ int main(int argc, char **argv)
         prev_units = units;
         print_step(target_names[o.target], &s);
         json_array_append_new(steps, step_json(&s));
-        /* A delay the hypervisor made (steal) twice in a row is not the server's limit: the
-         * step is kept, marked by its steal share, and the ramp goes on. */
-        bool delay_over = s.delay_p99 > DELAY_P99_LIMIT && s.steal_share <= STEAL_RETRY_SHARE;
-        if (s.loss > LOSS_LIMIT || delay_over || s.loadgen_saturated)
+        if (s.loss > LOSS_LIMIT || s.delay_p99 > DELAY_P99_LIMIT || s.loadgen_saturated ||
+            s.legs_silent)
             break;
     }
 

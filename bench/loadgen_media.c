@@ -335,6 +335,9 @@ static unsigned build_video(struct lg_engine *e, struct leg *l, unsigned n, int6
         size_t data = size / packets + (i < size % packets ? 1 : 0);
         if (data < 3 + LG_STAMP_BYTES)
             data = 3 + LG_STAMP_BYTES;
+        if (h + data + LG_PLAIN_TAG + MEDIA_SRTP_MAX_OVERHEAD > DATAGRAM_MAX)
+            data = DATAGRAM_MAX - h - LG_PLAIN_TAG - MEDIA_SRTP_MAX_OVERHEAD; /* a frame too big
+                                                                                for one batch */
         data -= LG_STAMP_BYTES;
         uint8_t *p = b + h;
         /* VP8 payload descriptor (S on a frame's first packet), then the frame header's
@@ -354,41 +357,47 @@ static void send_batch(struct lg_engine *e, struct leg *l, unsigned count)
 {
     if (!count)
         return;
-    int64_t now = lg_realtime_ns();
+    unsigned kept = 0;
     for (unsigned i = 0; i < count; i++) {
         struct iovec *v = &e->send_iov[i];
         uint8_t *b = v->iov_base;
         size_t len = v->iov_len;
-        put64(b + len - LG_STAMP_BYTES, (uint64_t)now);
+        /* Stamped one by one, just before its own protection: the burst's earlier packets'
+         * SRTP work is not counted as delay. */
+        put64(b + len - LG_STAMP_BYTES, (uint64_t)lg_realtime_ns());
         if (l->plain) {
             memset(b + len, 0, LG_PLAIN_TAG);
             len += LG_PLAIN_TAG;
         } else {
             int n = media_srtp_protect_rtp(l->srtp, b, len, DATAGRAM_MAX);
             if (n <= 0) {
-                e->totals.send_failures++;
-                len = 0;
-            } else {
-                len = (size_t)n;
+                e->totals.send_failures++; /* cannot happen with these sizes; never sent empty */
+                continue;
             }
+            len = (size_t)n;
         }
-        v->iov_len = len;
-        e->send_msgs[i].msg_hdr.msg_name = &l->remote;
-        e->send_msgs[i].msg_hdr.msg_namelen = sizeof(l->remote);
-        if (len) {
-            e->totals.rtp_sent++;
-            e->totals.rtp_sent_bytes += len;
-        }
+        /* Kept packets move down over refused ones, so the batch has no holes. */
+        e->send_iov[kept].iov_base = b;
+        e->send_iov[kept].iov_len = len;
+        e->send_msgs[kept].msg_hdr.msg_name = &l->remote;
+        e->send_msgs[kept].msg_hdr.msg_namelen = sizeof(l->remote);
+        kept++;
     }
     unsigned done = 0;
-    while (done < count) {
-        int n = sendmmsg(l->fd, &e->send_msgs[done], count - done, MSG_DONTWAIT);
+    while (done < kept) {
+        int n = sendmmsg(l->fd, &e->send_msgs[done], kept - done, MSG_DONTWAIT);
         if (n <= 0) {
-            e->totals.send_failures += count - done;
+            e->totals.send_failures += kept - done;
             break;
         }
         done += (unsigned)n;
     }
+    e->totals.rtp_sent += done;
+    for (unsigned i = 0; i < done; i++)
+        e->totals.rtp_sent_bytes += e->send_iov[i].iov_len;
+    /* The buffers moved with their packets: put every slot back on its own buffer. */
+    for (unsigned i = 0; i < SEND_BATCH; i++)
+        e->send_iov[i].iov_base = e->send_buf[i];
 }
 
 static void send_consent(struct lg_engine *e, struct leg *l)
@@ -625,8 +634,13 @@ static void take_pending(struct lg_engine *e)
         l->next_consent = now;
         l->first_media_ns = SETUP_UNKNOWN;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = e->n_legs};
-        if (epoll_ctl(e->epoll_fd, EPOLL_CTL_ADD, l->fd, &ev) == 0)
+        if (epoll_ctl(e->epoll_fd, EPOLL_CTL_ADD, l->fd, &ev) == 0) {
             e->n_legs++;
+        } else {
+            close(l->fd);
+            media_srtp_free(l->srtp);
+            media_stun_ctx_free(l->stun);
+        }
     }
     e->n_pending = 0;
     atomic_store(&e->have_pending, false);

@@ -263,6 +263,9 @@ static uint32_t rx_expected(const struct leg_stream *s)
     return s->rx.started ? s->rx.cycles + s->rx.max_seq - s->rx.base_seq + 1 : 0;
 }
 
+static void resend_from_cache(struct media_worker *w, struct leg *leg, struct leg_stream *out,
+                              const uint8_t *pkt, size_t len);
+
 /* Receiver-report bookkeeping of one received packet (RFC 3550 A.1 and A.8, simplified). */
 static void note_received(struct leg_stream *s, const struct media_rtp_view *in,
                           uint64_t arrival_us)
@@ -380,11 +383,31 @@ void relay_rtp(struct media_worker *w, struct leg *from, uint8_t *data, size_t l
     }
     uint16_t out_seq;
     uint32_t out_ts;
+    bool sent_any = out->rewriter.started;
+    uint16_t highest_sent = out->rewriter.last_seq;
     enum media_rtp_rewrite verdict =
         media_rtp_rewriter_map(&out->rewriter, in.ssrc, in.seq, in.timestamp, now_us,
                                out->setup.clock_rate, &out_seq, &out_ts);
     if (verdict == MEDIA_RTP_REWRITE_STALE) {
         leg_drop(w, MEDIA_DROP_STALE);
+        return;
+    }
+    if (retransmission && !(out->setup.rtx_pt >= 0 && out->setup.out_rtx_ssrc) && sent_any &&
+        (int16_t)(out_seq - highest_sent) <= 0) {
+        /* A repair for a receiver without RTX goes out under its original SRTP index, which
+         * may have gone out already: protecting it again with other header bytes (a new
+         * transport-wide number) would reuse a GCM nonce and give the authentication key
+         * away. Only the cached bytes, identical to what went out, may go again. */
+        size_t cached_len = 0;
+        const uint8_t *cached =
+            out->cache
+                ? media_packet_cache_lookup(out->cache, out_seq, (int64_t)(now_us / 1000),
+                                            MEDIA_PACKET_CACHE_DEFAULT_MAX_AGE_MS, &cached_len)
+                : NULL;
+        if (cached)
+            resend_from_cache(w, to, out, cached, cached_len);
+        else
+            leg_drop(w, MEDIA_DROP_RTX);
         return;
     }
     if (verdict == MEDIA_RTP_REWRITE_SWITCHED && kind == LEG_VIDEO)

@@ -156,6 +156,21 @@ if (fwd && (relay || tabib)) {
   if (tabib) p(`| Tabib echo | ${fmt(tabib.cpuPerPacket, 2)} µs (${fmt(tabib.cpuPerPacket / floor, 2)}× the floor) |`);
 }
 
+p();
+p('## Every step');
+for (const [name, a] of Object.entries(runs)) {
+  p();
+  p(`### ${a.run.label} (\`${name}\`)`);
+  p();
+  p('| units | relayed packets/s | Mbit/s | loss | delay p50 / p99 / p99.9 (µs) | set-up p50 / p99 (ms) | server CPU | µs per packet | KiB per unit added | load generator CPU | steal |');
+  p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const s of a.run.steps) {
+    p(
+      `| ${s.units} | ${fmt(s.relayed_pps)} | ${fmt(s.relayed_bps / 1e6, 1)} | ${fmt(s.loss * 100, 3)}% | ${fmt(s.delay_us.p50)} / ${fmt(s.delay_us.p99)} / ${fmt(s.delay_us.p999)} | ${fmt(s.setup_ms.p50, 1)} / ${fmt(s.setup_ms.p99, 1)} | ${fmt(s.server_cpu_share * 100, 1)}% | ${fmt(s.cpu_us_per_packet, 2)} | ${fmt(s.rss_marginal_kib)} | ${fmt(s.loadgen_cpu_share * 100)}% | ${fmt(s.steal_share * 100, 1)}% |`,
+    );
+  }
+}
+
 const text = lines.join('\n') + '\n';
 fs.writeFileSync(path.join(outDir, 'summary.md'), text);
 process.stdout.write(text);

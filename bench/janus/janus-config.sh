@@ -57,6 +57,12 @@ if [ -n "$range" ]; then
 fi
 
 here=$(cd "$(dirname "$0")" && pwd)
+# JANUS_EVENT_LOOPS=N: N shared event loops for all handles; unset: Janus's default, a loop
+# (and a thread) of its own per handle.
+loops_line=
+if [ -n "${JANUS_EVENT_LOOPS:-}" ]; then
+  loops_line="	event_loops = ${JANUS_EVENT_LOOPS}"
+fi
 janus=$(command -v janus || true)
 [ -n "$janus" ] || {
   echo "$0: janus is not installed (apt-get install janus)" >&2
@@ -115,6 +121,7 @@ general: {
 	exit_on_dl_error = true
 	interface = "127.0.0.1"
 	server_name = "tabib-bench"
+$loops_line
 	session_timeout = 0
 	reclaim_session_timeout = 0
 	hide_dependencies = true

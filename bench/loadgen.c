@@ -117,7 +117,7 @@ struct step {
     double loadgen_cpu_share;
     double steal_share;   /* of the server's CPU: the hypervisor ran something else */
     unsigned legs_silent; /* legs that have received no media at all (the server drops them) */
-    uint64_t srtp_errors, send_failures;
+    uint64_t srtp_errors, send_failures, socket_drops;
     bool loadgen_saturated;
 };
 
@@ -610,6 +610,7 @@ static void measure(struct lg_engine *e, pid_t server, int server_cpu, double se
     s->legs_silent = b.legs - b.legs_receiving;
     s->srtp_errors = b.srtp_errors - a.srtp_errors;
     s->send_failures = b.send_failures - a.send_failures;
+    s->socket_drops = b.socket_drops - a.socket_drops;
     s->loadgen_saturated = s->loadgen_cpu_share > SATURATED_SHARE;
 }
 
@@ -665,6 +666,7 @@ static json_t *step_json(const struct step *s)
     json_object_set_new(o, "legs_silent", json_integer(s->legs_silent));
     json_object_set_new(o, "srtp_errors", json_integer((json_int_t)s->srtp_errors));
     json_object_set_new(o, "send_failures", json_integer((json_int_t)s->send_failures));
+    json_object_set_new(o, "loadgen_socket_drops", json_integer((json_int_t)s->socket_drops));
     json_object_set_new(o, "loadgen_saturated", json_boolean(s->loadgen_saturated));
     return o;
 }

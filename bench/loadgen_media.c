@@ -69,6 +69,7 @@ struct leg {
     unsigned audio_next;
     int64_t next_audio, next_video, next_consent; /* CLOCK_MONOTONIC ns */
     int64_t join_ns, first_media_ns;              /* CLOCK_REALTIME ns */
+    uint32_t socket_drops; /* the kernel's count for our socket (SO_RXQ_OVFL), last seen */
     uint32_t pair;
     unsigned side;
     struct rx_stream rx[RX_STREAMS];
@@ -565,15 +566,23 @@ static void on_stun(struct lg_engine *e, struct leg *l, const uint8_t *b, size_t
         e->totals.stun_answered++;
 }
 
-static int64_t arrival_ns(struct msghdr *h)
+/* The kernel's arrival time of a datagram; also takes the socket's drop count along. */
+static int64_t arrival_ns(struct lg_engine *e, struct leg *l, struct msghdr *h)
 {
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+    int64_t at = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-            return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+            at = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+            uint32_t drops;
+            memcpy(&drops, CMSG_DATA(c), sizeof(drops));
+            e->totals.socket_drops += (uint32_t)(drops - l->socket_drops);
+            l->socket_drops = drops;
         }
-    return lg_realtime_ns();
+    }
+    return at ? at : lg_realtime_ns();
 }
 
 static void receive_all(struct lg_engine *e, struct leg *l)
@@ -595,7 +604,7 @@ static void receive_all(struct lg_engine *e, struct leg *l)
             size_t len = e->recv_msgs[i].msg_len;
             if (len < 2)
                 continue;
-            int64_t arrival = arrival_ns(&e->recv_msgs[i].msg_hdr);
+            int64_t arrival = arrival_ns(e, l, &e->recv_msgs[i].msg_hdr);
             if (b[0] <= 3) {
                 on_stun(e, l, b, len, &e->recv_from[i]);
             } else if (b[0] >= 128 && b[0] <= 191) {
@@ -709,6 +718,7 @@ static int add(struct lg_engine *e, const struct leg *l)
 {
     int one = 1, size = 4 << 20;
     setsockopt(l->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+    setsockopt(l->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
     setsockopt(l->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     setsockopt(l->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     pthread_mutex_lock(&e->lock);

@@ -67,6 +67,8 @@ struct lg_totals {
     uint64_t rtcp_received;
     uint64_t stun_answered, stun_requests_sent;
     uint64_t send_failures; /* datagrams the kernel refused (full buffer...) */
+    uint64_t socket_drops;  /* datagrams for us the kernel dropped: our receive buffer was full
+                               (the load generator's loss, not the server's) */
     uint64_t loops, wakeups;
     unsigned legs, legs_receiving;    /* legs, and those that received media */
     uint32_t delay[LG_DELAY_BUCKETS]; /* per-packet added delay, µs (see above) */

@@ -56,7 +56,9 @@ function analyse(run) {
       ? 'load generator saturated'
       : !ok(lastStep)
         ? lastStep.loss > LOSS_LIMIT
-          ? 'loss above 0.1%'
+          ? lastStep.loadgen_socket_drops
+            ? `loss above 0.1% (${lastStep.loadgen_socket_drops} of it dropped by the load generator's own sockets)`
+            : 'loss above 0.1%'
           : 'delay p99 above 10 ms'
         : 'end of the ramp';
   const loaded = steps.filter((s) => s.server_cpu_share >= LOADED_SHARE && ok(s));

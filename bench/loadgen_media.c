@@ -129,12 +129,6 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void put16(uint8_t *b, uint16_t v)
-{
-    b[0] = (uint8_t)(v >> 8);
-    b[1] = (uint8_t)v;
-}
-
 static void put32(uint8_t *b, uint32_t v)
 {
     b[0] = (uint8_t)(v >> 24);
@@ -249,47 +243,14 @@ struct lg_engine *lg_engine_new(const struct lg_media_config *cfg)
 /* Sending                                                                    */
 /* ------------------------------------------------------------------------- */
 
-/* The RTP header with the one-byte extensions the answer kept, as a browser writes it. */
+/* A browser's RTP header (tp_write_rtp_header) with the padding bit: the send stamp. */
 static size_t write_header(struct leg *l, struct tp_stream *s, bool marker, uint8_t *b,
                            int64_t mono)
 {
-    b[0] = 0x80 | 0x20; /* version 2, padding: the send stamp */
-    b[1] = (uint8_t)((marker ? 0x80 : 0) | s->pt);
-    put16(b + 2, s->seq++);
-    put32(b + 4, s->ts);
-    put32(b + 8, s->ssrc);
-    size_t pos = 16;
-    size_t mid_len = strlen(s->mid);
-    if (s->ext_mid && mid_len >= 1 && mid_len <= 16) {
-        b[pos++] = (uint8_t)(s->ext_mid << 4 | (mid_len - 1));
-        memcpy(b + pos, s->mid, mid_len);
-        pos += mid_len;
-    }
-    if (s->ext_abs_send_time) {
-        uint64_t us = (uint64_t)mono / 1000u;
-        uint32_t abs = (uint32_t)(((us << 18) / 1000000u) & 0xFFFFFFu);
-        b[pos++] = (uint8_t)(s->ext_abs_send_time << 4 | 2);
-        b[pos++] = (uint8_t)(abs >> 16);
-        b[pos++] = (uint8_t)(abs >> 8);
-        b[pos++] = (uint8_t)abs;
-    }
-    if (s->ext_twcc) {
-        b[pos++] = (uint8_t)(s->ext_twcc << 4 | 1);
-        put16(b + pos, l->twcc_seq++);
-        pos += 2;
-    }
-    if (s->ext_audio_level) {
-        b[pos++] = (uint8_t)(s->ext_audio_level << 4);
-        b[pos++] = 0x80 | 20; /* voice, -20 dBov */
-    }
-    if (pos == 16)
-        return 12;
-    while (pos % 4)
-        b[pos++] = 0;
-    b[0] |= 0x10;
-    put16(b + 12, 0xBEDE);
-    put16(b + 14, (uint16_t)((pos - 16) / 4));
-    return pos;
+    size_t h = tp_write_rtp_header(s, marker, b, (uint64_t)mono / 1000u, &l->twcc_seq,
+                                   0x80 | 20); /* voice, -20 dBov */
+    b[0] |= 0x20;
+    return h;
 }
 
 /* The padding that carries the send time; its stamp is written just before sending. */

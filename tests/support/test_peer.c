@@ -105,17 +105,8 @@ enum phase {
     PHASE_FAILED, /* DTLS failed or was closed: nothing more is sent but STUN */
 };
 
-/* One outgoing RTP stream and the header extensions the answer kept for its m-line. */
-struct out_stream {
-    bool enabled; /* we offered to send and the answer accepted and lets us */
-    uint8_t pt;
-    uint32_t ssrc;
-    uint16_t seq;
-    uint32_t ts;
-    uint32_t packets, octets;                                      /* sent, for our SRs */
-    uint8_t ext_mid, ext_abs_send_time, ext_twcc, ext_audio_level; /* 0: not negotiated */
-    char mid[MEDIA_SDP_MID_MAX + 1];
-};
+_Static_assert(sizeof(((struct tp_stream *)0)->mid) == MEDIA_SDP_MID_MAX + 1,
+               "tp_stream.mid holds any mid the SDP parser accepts");
 
 /* A received video seq the peer waits for: lost, or dropped on purpose. */
 struct missing_seq {
@@ -217,7 +208,7 @@ struct tp_peer {
 
     /* Sending, on the peer's thread */
     enum phase phase;
-    struct out_stream audio, video;
+    struct tp_stream audio, video;
     uint16_t twcc_seq;
     uint32_t video_frame;
     unsigned audio_loop_next;
@@ -436,14 +427,8 @@ static void send_binding_request(struct tp_peer *p, bool use_candidate)
     }
 }
 
-/*
- * Writes the RTP header with a one-byte-form extension (RFC 8285) holding
- * the elements the answer kept: mid, abs-send-time, transport-wide-cc and,
- * for audio, the audio level (the tone's with voice activity, or silence's
- * without). Returns the header length.
- */
-static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool marker, uint8_t *b,
-                               uint64_t now, bool silent)
+size_t tp_write_rtp_header(struct tp_stream *s, bool marker, uint8_t *b, uint64_t now_us,
+                           uint16_t *twcc_seq, uint8_t audio_level)
 {
     b[0] = 0x80;
     b[1] = (uint8_t)((marker ? 0x80 : 0) | s->pt);
@@ -458,7 +443,7 @@ static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool mar
         pos += mid_len;
     }
     if (s->ext_abs_send_time) {
-        uint32_t abs = (uint32_t)(((now << 18) / 1000000u) & 0xFFFFFFu);
+        uint32_t abs = (uint32_t)(((now_us << 18) / 1000000u) & 0xFFFFFFu);
         b[pos++] = (uint8_t)(s->ext_abs_send_time << 4 | 2);
         b[pos++] = (uint8_t)(abs >> 16);
         b[pos++] = (uint8_t)(abs >> 8);
@@ -466,12 +451,12 @@ static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool mar
     }
     if (s->ext_twcc) {
         b[pos++] = (uint8_t)(s->ext_twcc << 4 | 1);
-        put16(b + pos, p->twcc_seq++);
+        put16(b + pos, (*twcc_seq)++);
         pos += 2;
     }
     if (s->ext_audio_level) {
         b[pos++] = (uint8_t)(s->ext_audio_level << 4);
-        b[pos++] = silent ? AUDIO_SILENCE_LEVEL : 0x80 | AUDIO_LEVEL_DBOV; /* 0x80: voice */
+        b[pos++] = audio_level;
     }
     if (pos == 16)
         return 12;
@@ -481,6 +466,15 @@ static size_t write_rtp_header(struct tp_peer *p, struct out_stream *s, bool mar
     put16(b + 12, MEDIA_RTP_EXT_ONE_BYTE);
     put16(b + 14, (uint16_t)((pos - 16) / 4));
     return pos;
+}
+
+/* Our header: the tone's level with voice activity, or silence's without. */
+static size_t write_rtp_header(struct tp_peer *p, struct tp_stream *s, bool marker, uint8_t *b,
+                               uint64_t now, bool silent)
+{
+    return tp_write_rtp_header(s, marker, b, now, &p->twcc_seq,
+                               silent ? AUDIO_SILENCE_LEVEL
+                                      : 0x80 | AUDIO_LEVEL_DBOV); /* 0x80: voice */
 }
 
 /* Protects and sends one RTP packet of `len` bytes in `buf` (DATAGRAM_MAX bytes). */
@@ -634,7 +628,7 @@ static struct media_rtcp_report_block report_block(const struct tp_peer *p, uint
  * 6.4.1), the stream's current RTP timestamp and its counts. Returns the
  * length, or -1 when it does not fit.
  */
-static int build_sr(const struct out_stream *s, const struct media_rtcp_report_block *blocks,
+static int build_sr(const struct tp_stream *s, const struct media_rtcp_report_block *blocks,
                     unsigned n, uint8_t *buf, size_t cap)
 {
     uint8_t rr[8 + 31 * 24];
@@ -1986,7 +1980,7 @@ static int find_candidate(const struct tp_peer *p, const char *sdp, struct socka
 }
 
 /* Takes what we send and receive on one accepted m-line of the answer. */
-static void take_mline(struct out_stream *s, const struct media_sdp_mline *m, bool we_send,
+static void take_mline(struct tp_stream *s, const struct media_sdp_mline *m, bool we_send,
                        uint32_t ssrc, int *rx_pt)
 {
     *rx_pt = m->choices[0].pt;
@@ -2290,20 +2284,6 @@ void tp_peer_stop(struct tp_peer *p)
     p->thread_running = false;
 }
 
-static void detach_stream(const struct out_stream *s, struct tp_stream *out)
-{
-    *out = (struct tp_stream){.enabled = s->enabled,
-                              .pt = s->pt,
-                              .ssrc = s->ssrc,
-                              .seq = s->seq,
-                              .ts = s->ts,
-                              .ext_mid = s->ext_mid,
-                              .ext_abs_send_time = s->ext_abs_send_time,
-                              .ext_twcc = s->ext_twcc,
-                              .ext_audio_level = s->ext_audio_level};
-    snprintf(out->mid, sizeof(out->mid), "%s", s->mid);
-}
-
 int tp_peer_detach(struct tp_peer *p, struct tp_transport *out)
 {
     pthread_mutex_lock(&p->lock);
@@ -2323,8 +2303,8 @@ int tp_peer_detach(struct tp_peer *p, struct tp_transport *out)
     snprintf(out->remote_ufrag, sizeof(out->remote_ufrag), "%s", p->remote_ufrag);
     snprintf(out->remote_pwd, sizeof(out->remote_pwd), "%s", p->remote_pwd);
     out->tie_breaker = p->tie_breaker;
-    detach_stream(&p->audio, &out->audio);
-    detach_stream(&p->video, &out->video);
+    out->audio = p->audio;
+    out->video = p->video;
     out->rtx_ssrc = p->rtx_ssrc;
     p->fd = -1;
     p->srtp = NULL;

@@ -349,16 +349,29 @@ uint16_t tp_peer_local_port(const struct tp_peer *p);
  */
 int tp_peer_send_raw(struct tp_peer *p, const void *data, size_t len);
 
-/* One outgoing RTP stream of a detached peer: what the answer agreed for it. */
+/* One outgoing RTP stream and the header extensions the answer kept for its m-line: the
+ * peer's own, and a detached peer's (tp_peer_detach). */
 struct tp_stream {
-    bool enabled; /* we offered to send and the answer accepted it */
+    bool enabled; /* we offered to send and the answer accepted and lets us */
     uint8_t pt;
     uint32_t ssrc;
     uint16_t seq; /* the next to send */
     uint32_t ts;
+    uint32_t packets, octets;                                      /* sent, for our SRs */
     uint8_t ext_mid, ext_abs_send_time, ext_twcc, ext_audio_level; /* ids, 0: not negotiated */
-    char mid[33];
+    char mid[33];                                                  /* MEDIA_SDP_MID_MAX + 1 */
 };
+
+/*
+ * Writes the RTP header of the next packet of `s` at `b` (s->seq moves on),
+ * with the one-byte-form extension (RFC 8285) a browser writes, holding the
+ * elements the answer kept: mid, abs-send-time (from `now_us`), the
+ * transport-wide sequence number (*twcc_seq, which moves on) and, for audio,
+ * `audio_level` (the ssrc-audio-level byte: 0x80 for voice, and -dBov).
+ * Returns the header length (at most 12 + 4 + 32 bytes).
+ */
+size_t tp_write_rtp_header(struct tp_stream *s, bool marker, uint8_t *b, uint64_t now_us,
+                           uint16_t *twcc_seq, uint8_t audio_level);
 
 /* The transport of a connected peer, handed to a caller that runs the media itself. */
 struct tp_transport {

@@ -1,6 +1,6 @@
 /*
- * base.h - what every Tabib module may use: structured logging and the
- * inter-thread mailbox.
+ * base.h - what every Tabib module may use: structured logging, the
+ * inter-thread mailbox and batched UDP sending.
  *
  * This is the only module that all others depend on; it depends on nothing of
  * Tabib. Everything here is safe to call from any thread unless a function's
@@ -178,6 +178,68 @@ void base_mailbox_clear_wakeup(struct base_mailbox *mb);
 
 /* Answers a BASE_MSG_PROBE on behalf of thread `self`. Returns 0 or -EAGAIN. */
 int base_mailbox_answer_probe(const struct base_msg *probe, uint32_t self);
+
+/* ------------------------------------------------------------------------- */
+/* UDP batches: sendmmsg with generic segmentation offload                    */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A media server sends most of its datagrams in runs: the packets of one video
+ * frame, to one receiver, all of one size but the last. With UDP generic
+ * segmentation offload (UDP_SEGMENT, Linux 4.18) such a run goes down the
+ * stack once as one large buffer and is cut into datagrams at the bottom (by
+ * the network card, or just before the driver), so the per-datagram cost of
+ * routing, netfilter and the device queue is paid once per run. The
+ * datagrams on the wire are exactly the ones we would have sent one by one.
+ */
+#define BASE_UDP_BATCH_MAX 64 /* datagrams per base_udp_send() call */
+
+struct mmsghdr;
+struct msghdr;
+struct base_udp_sender;
+
+/* What one base_udp_send() did. */
+struct base_udp_sent {
+    unsigned datagrams; /* handed to the kernel */
+    unsigned failed;    /* refused by the kernel (buffer full, address gone), skipped */
+    unsigned messages;  /* sendmmsg messages after joining runs: datagrams + failed without GSO */
+    uint64_t bytes;     /* of the datagrams handed to the kernel */
+};
+
+/*
+ * Returns a sender for the UDP socket `fd` (not owned), or NULL when out of
+ * memory. It joins runs when `want_gso` is true and the kernel knows
+ * UDP_SEGMENT; `send_flags` go to every sendmmsg (MSG_DONTWAIT, or 0 for a
+ * blocking socket). Free with base_udp_sender_free(). Allocates once; sending
+ * allocates nothing.
+ */
+struct base_udp_sender *base_udp_sender_new(int fd, bool want_gso, int send_flags);
+void base_udp_sender_free(struct base_udp_sender *s);
+
+/* Whether runs are joined now (false after the device refused a segmented send). */
+bool base_udp_sender_gso(const struct base_udp_sender *s);
+
+/*
+ * Sends `count` (<= BASE_UDP_BATCH_MAX) datagrams, in order. Each message of
+ * `datagrams` has its destination and exactly one iovec, and the iovecs are
+ * consecutive entries of one array (datagrams[k].msg_hdr.msg_iov ==
+ * datagrams[0].msg_hdr.msg_iov + k): a run is then sent as one message whose
+ * iovecs are the run's. A run is consecutive datagrams to the same address,
+ * each as long as the first except a shorter last one, at most 64 and 64 KB.
+ * A datagram the kernel refuses is counted in `sent->failed` and skipped; a
+ * run the kernel refuses as a run (EIO, EINVAL) is sent again datagram by
+ * datagram, and EIO (a device that cannot checksum a segmented send) turns
+ * joining off for good.
+ */
+void base_udp_send(struct base_udp_sender *s, struct mmsghdr *datagrams, unsigned count,
+                   struct base_udp_sent *sent);
+
+/*
+ * For a socket with UDP_GRO on: the segment size of a received buffer that
+ * holds several datagrams of one sender (the UDP_GRO control message), or 0
+ * when the buffer is one datagram. Every segment is that long but the last.
+ */
+size_t base_udp_gro_segment_size(const struct msghdr *received);
 
 /* ------------------------------------------------------------------------- */
 /* Time                                                                       */

@@ -8,6 +8,7 @@
  *           [--video-kbps K] [--server-cpu C] [--loadgen-cpu C]
  *           [--janus-port P --janus-pid PID] [--json FILE] [--label TEXT]
  *           [--perf FILE --perf-units N]  (perf record of the server during step N)
+ *           [--segmentation on|off] [--receiver-gro on|off]
  *
  * Targets:
  *   tabib-relay  starts tabib (one media worker) and makes each unit a
@@ -35,6 +36,16 @@
  * above 0.1% or whose delay p99 is above 10 ms, or when the load generator's
  * media thread itself is saturated (then the server's limit was not reached,
  * and the step says so).
+ *
+ * --segmentation (default on) is the server's: Tabib's media_segmentation
+ * and the forwarder's --segmentation, sending a run of one frame's packets
+ * to one receiver as one UDP segmented send; Janus has no such option.
+ * --receiver-gro (default on) is ours: the legs' sockets take UDP_GRO, so a
+ * segmented run arrives as one buffer that the engine cuts into its
+ * datagrams, and the receive path of the load generator's sockets is not
+ * paid per datagram on the server's CPU (on loopback the receiver's kernel
+ * path runs on the sender's CPU; over a real network it runs on the
+ * receiving machine).
  *
  * The server and the load generator are pinned to different cores
  * (sched_setaffinity on every thread of the server, and on this process
@@ -99,6 +110,7 @@ struct options {
     const char *forwarder;
     const char *perf_path; /* perf record of the server during the step of perf_units */
     unsigned perf_units;
+    bool segmentation, receiver_gro;
 };
 
 /* What a ramp step measured. */
@@ -309,7 +321,7 @@ struct tabib {
     unsigned n_sockets;
 };
 
-static void tabib_start(struct tabib *t, unsigned max_units)
+static void tabib_start(struct tabib *t, unsigned max_units, bool segmentation)
 {
     /* One clinic whose queue holds every waiting patient of the echo ramp (200 by default). */
     char conf[] = "/tmp/loadgen-tabib-XXXXXX";
@@ -330,6 +342,8 @@ static void tabib_start(struct tabib *t, unsigned max_units)
                           "1000",
                           "--message-burst",
                           "1000",
+                          "--media-segmentation",
+                          segmentation ? "on" : "off",
                           NULL};
     t->srv = ts_server_start(args);
     unlink(conf);
@@ -459,7 +473,7 @@ struct forwarder {
     struct sockaddr_in addr;
 };
 
-static void forwarder_start(struct forwarder *f, const char *path)
+static void forwarder_start(struct forwarder *f, const char *path, bool segmentation)
 {
     int out[2];
     if (pipe(out) != 0)
@@ -468,7 +482,8 @@ static void forwarder_start(struct forwarder *f, const char *path)
     if (f->pid == 0) {
         dup2(out[1], 1);
         close(out[0]);
-        execl(path, path, "--port", "0", (char *)NULL);
+        execl(path, path, "--port", "0", "--segmentation", segmentation ? "on" : "off",
+              (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -682,8 +697,16 @@ static void usage(void)
             "               [--ramp 1,10,50,...] [--warmup S] [--seconds S] [--video-kbps K]\n"
             "               [--server-cpu C] [--loadgen-cpu C] [--janus-port P --janus-pid PID]\n"
             "               [--forwarder PATH] [--json FILE] [--label TEXT]\n"
-            "               [--perf FILE --perf-units N]\n");
+            "               [--perf FILE --perf-units N]\n"
+            "               [--segmentation on|off] [--receiver-gro on|off]\n");
     exit(2);
+}
+
+static bool on_off(const char *v)
+{
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+        usage();
+    return strcmp(v, "on") == 0;
 }
 
 static void parse_ramp(struct options *o, const char *text)
@@ -710,6 +733,8 @@ static struct options parse(int argc, char **argv)
                         .video_kbps = 1200,
                         .server_cpu = 0,
                         .loadgen_cpu = 1,
+                        .segmentation = true,
+                        .receiver_gro = true,
                         .target = -1};
     parse_ramp(&o, "1,10,50,100,200,300,400,500,600,800,1000");
     for (int i = 1; i < argc; i++) {
@@ -747,6 +772,10 @@ static struct options parse(int argc, char **argv)
             o.json_path = v;
         } else if (strcmp(a, "--label") == 0) {
             o.label = v;
+        } else if (strcmp(a, "--segmentation") == 0) {
+            o.segmentation = on_off(v);
+        } else if (strcmp(a, "--receiver-gro") == 0) {
+            o.receiver_gro = on_off(v);
         } else {
             usage();
         }
@@ -774,7 +803,7 @@ int main(int argc, char **argv)
     pid_t server = 0;
     char fwd_path[1024];
     if (o.target == TABIB_RELAY || o.target == TABIB_ECHO) {
-        tabib_start(&tabib, max_units);
+        tabib_start(&tabib, max_units, o.segmentation);
         server = ts_server_pid(tabib.srv);
     } else if (o.target == JANUS_ECHO) {
         char err[256];
@@ -792,20 +821,26 @@ int main(int argc, char **argv)
                      "udp_forward");
             o.forwarder = fwd_path;
         }
-        forwarder_start(&fwd, o.forwarder);
+        forwarder_start(&fwd, o.forwarder, o.segmentation);
         server = fwd.pid;
     }
     pin_process(server, o.server_cpu);
 
-    struct lg_media_config mc = {.video_kbps = o.video_kbps, .audio = true};
+    struct lg_media_config mc = {
+        .video_kbps = o.video_kbps, .audio = true, .receiver_gro = o.receiver_gro};
     struct lg_engine *e = lg_engine_new(&mc);
     if (!e || lg_engine_start(e) != 0)
         die("the media engine did not start");
     sleep_s(0.5);
     double rss_base = rss_mib(server);
     const char *label = o.label ? o.label : target_labels[o.target];
-    printf("# %s, pinned: server CPU %d, load generator CPU %d; video %u kbit/s, audio Opus\n",
-           label, o.server_cpu, o.loadgen_cpu, o.video_kbps);
+    printf("# %s, pinned: server CPU %d, load generator CPU %d; video %u kbit/s, audio Opus; "
+           "server segmentation %s, receiver GRO %s\n",
+           label, o.server_cpu, o.loadgen_cpu, o.video_kbps,
+           o.target == JANUS_ECHO ? "n/a"
+           : o.segmentation       ? "on"
+                                  : "off",
+           o.receiver_gro ? "on" : "off");
     print_header();
 
     json_t *steps = json_array();
@@ -855,11 +890,13 @@ int main(int argc, char **argv)
     }
 
     if (o.json_path) {
-        json_t *doc = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:o}", "target",
-                                target_names[o.target], "label", label, "streams_per_unit",
-                                o.target == JANUS_ECHO || o.target == TABIB_ECHO ? 1 : 2,
-                                "video_kbps", (int)o.video_kbps, "server_cpu", o.server_cpu,
-                                "loadgen_cpu", o.loadgen_cpu, "steps", steps);
+        json_t *doc =
+            json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:b, s:b, s:o}", "target",
+                      target_names[o.target], "label", label, "streams_per_unit",
+                      o.target == JANUS_ECHO || o.target == TABIB_ECHO ? 1 : 2, "video_kbps",
+                      (int)o.video_kbps, "server_cpu", o.server_cpu, "loadgen_cpu", o.loadgen_cpu,
+                      "segmentation", o.target != JANUS_ECHO && o.segmentation, "receiver_gro",
+                      o.receiver_gro, "steps", steps);
         if (json_dump_file(doc, o.json_path, JSON_INDENT(1)) != 0)
             die("cannot write %s", o.json_path);
         json_decref(doc);

@@ -22,11 +22,13 @@
 
 #include <arpa/inet.h>
 #include <sys/epoll.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include <openssl/rand.h>
 #include <opus.h>
 
+#include "base.h"
 #include "srtp.h"
 #include "stun.h"
 
@@ -43,6 +45,7 @@
 #define DATAGRAM_MAX      1500
 #define SEND_BATCH        64
 #define RECV_BATCH        32
+#define RECV_BUFFER       65536
 #define RX_STREAMS        4
 #define SETUP_UNKNOWN     INT64_MIN
 
@@ -108,11 +111,11 @@ struct lg_engine {
     uint8_t (*send_buf)[DATAGRAM_MAX];
     struct mmsghdr send_msgs[SEND_BATCH];
     struct iovec send_iov[SEND_BATCH];
-    uint8_t (*recv_buf)[DATAGRAM_MAX];
+    uint8_t (*recv_buf)[RECV_BUFFER]; /* a UDP_GRO read holds up to 64 KiB */
     struct mmsghdr recv_msgs[RECV_BATCH];
     struct iovec recv_iov[RECV_BATCH];
     struct sockaddr_in recv_from[RECV_BATCH];
-    uint8_t recv_ctl[RECV_BATCH][64];
+    uint8_t recv_ctl[RECV_BATCH][128]; /* timestamp, drop count, GRO segment size */
 };
 
 int64_t lg_realtime_ns(void)
@@ -214,7 +217,7 @@ struct lg_engine *lg_engine_new(const struct lg_media_config *cfg)
     e->shared = calloc(1, sizeof(*e->shared));
     e->shared_setup = calloc(LG_MAX_LEGS, sizeof(*e->shared_setup));
     e->send_buf = calloc(SEND_BATCH, DATAGRAM_MAX);
-    e->recv_buf = calloc(RECV_BATCH, DATAGRAM_MAX);
+    e->recv_buf = calloc(RECV_BATCH, RECV_BUFFER);
     e->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (!e->legs || !e->pending || !e->shared || !e->shared_setup || !e->send_buf || !e->recv_buf ||
         e->epoll_fd < 0 || encode_speech(e) != 0) {
@@ -232,7 +235,7 @@ struct lg_engine *lg_engine_new(const struct lg_media_config *cfg)
     }
     for (unsigned i = 0; i < RECV_BATCH; i++) {
         e->recv_iov[i].iov_base = e->recv_buf[i];
-        e->recv_iov[i].iov_len = DATAGRAM_MAX;
+        e->recv_iov[i].iov_len = RECV_BUFFER;
         e->recv_msgs[i].msg_hdr.msg_iov = &e->recv_iov[i];
         e->recv_msgs[i].msg_hdr.msg_iovlen = 1;
     }
@@ -546,6 +549,26 @@ static int64_t arrival_ns(struct lg_engine *e, struct leg *l, struct msghdr *h)
     return at ? at : lg_realtime_ns();
 }
 
+static void on_datagram(struct lg_engine *e, struct leg *l, uint8_t *b, size_t len, int64_t arrival,
+                        const struct sockaddr_in *from)
+{
+    if (len < 2)
+        return;
+    if (b[0] <= 3) {
+        on_stun(e, l, b, len, from);
+    } else if (b[0] >= 128 && b[0] <= 191) {
+        /* RTCP packet types 192..223 (RFC 5761 section 4) */
+        if (b[1] >= 192 && b[1] <= 223) {
+            if (l->plain || media_srtp_unprotect_rtcp(l->srtp, b, len) >= 0)
+                e->totals.rtcp_received++;
+            else
+                e->totals.srtp_errors++;
+        } else {
+            on_rtp(e, l, b, len, arrival);
+        }
+    }
+}
+
 static void receive_all(struct lg_engine *e, struct leg *l)
 {
     for (;;) {
@@ -555,7 +578,7 @@ static void receive_all(struct lg_engine *e, struct leg *l)
             h->msg_namelen = sizeof(e->recv_from[i]);
             h->msg_control = e->recv_ctl[i];
             h->msg_controllen = sizeof(e->recv_ctl[i]);
-            e->recv_iov[i].iov_len = DATAGRAM_MAX;
+            e->recv_iov[i].iov_len = RECV_BUFFER;
         }
         int n = recvmmsg(l->fd, e->recv_msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
@@ -563,22 +586,15 @@ static void receive_all(struct lg_engine *e, struct leg *l)
         for (int i = 0; i < n; i++) {
             uint8_t *b = e->recv_buf[i];
             size_t len = e->recv_msgs[i].msg_len;
-            if (len < 2)
-                continue;
+            const struct msghdr *h = &e->recv_msgs[i].msg_hdr;
             int64_t arrival = arrival_ns(e, l, &e->recv_msgs[i].msg_hdr);
-            if (b[0] <= 3) {
-                on_stun(e, l, b, len, &e->recv_from[i]);
-            } else if (b[0] >= 128 && b[0] <= 191) {
-                /* RTCP packet types 192..223 (RFC 5761 section 4) */
-                if (b[1] >= 192 && b[1] <= 223) {
-                    if (l->plain || media_srtp_unprotect_rtcp(l->srtp, b, len) >= 0)
-                        e->totals.rtcp_received++;
-                    else
-                        e->totals.srtp_errors++;
-                } else {
-                    on_rtp(e, l, b, len, arrival);
-                }
-            }
+            /* A UDP_GRO read: datagrams of `segment` bytes each, the last maybe shorter. */
+            size_t segment = base_udp_gro_segment_size(h);
+            if (segment == 0 || segment > len)
+                segment = len;
+            for (size_t at = 0; at < len; at += segment)
+                on_datagram(e, l, b + at, len - at < segment ? len - at : segment, arrival,
+                            &e->recv_from[i]);
         }
         if (n < RECV_BATCH)
             return;
@@ -682,6 +698,8 @@ static int add(struct lg_engine *e, const struct leg *l)
     setsockopt(l->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
     setsockopt(l->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     setsockopt(l->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    if (e->cfg.receiver_gro)
+        setsockopt(l->fd, IPPROTO_UDP, UDP_GRO, &one, sizeof(one));
     pthread_mutex_lock(&e->lock);
     int index = -1;
     if (e->n_legs + e->n_pending < LG_MAX_LEGS) {

@@ -22,6 +22,10 @@
  * included, without its own scheduling in it. Padding keeps the Opus frames
  * decodable by a server that decodes them.
  *
+ * With receiver_gro the legs' sockets take UDP_GRO: a run of datagrams the
+ * server sent as one segmented send arrives in one buffer, which the engine
+ * cuts into its datagrams (the control message gives the segment size).
+ *
  * Plain legs (the UDP forwarder ceiling) send the same packets without
  * SRTP: LG_PLAIN_TAG zero bytes stand for the tag, so sizes are equal.
  *
@@ -54,6 +58,7 @@ struct lg_media_config {
     unsigned video_kbps; /* 0: no video */
     unsigned video_fps;  /* default 30 */
     bool audio;          /* send Opus */
+    bool receiver_gro;   /* take UDP_GRO buffers (a segmented run in one read), cut them up */
 };
 
 /* Totals since the engine started; the driver takes differences between two snapshots. */

@@ -8,7 +8,12 @@
  * ICE, DTLS, SRTP and its own bookkeeping: this is what the kernel's UDP path
  * alone costs on the same machine.
  *
- *   udp_forward [--port P]      (0, the default: any free port)
+ *   udp_forward [--port P] [--segmentation on|off]
+ *
+ * --port: 0, the default, takes any free port. --segmentation (default on)
+ * sends a run of same-size datagrams to one receiver as one UDP segmented
+ * send (base_udp_send, as the media workers do), so the floor is measured
+ * with the same kernel path the relay uses.
  *
  * It prints {"port":P} on one line once bound, forwards until SIGINT or
  * SIGTERM, then prints one JSON line of totals and exits 0.
@@ -56,6 +61,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
+
 #define BATCH           64
 #define BUF_SIZE        2048 /* larger than any RTP packet the load generator sends */
 #define SOCK_BUF_BYTES  (4 * 1024 * 1024)
@@ -80,6 +87,7 @@ struct fwd_counters {
     uint64_t registrations;
     uint64_t batches;  /* recvmmsg calls that returned datagrams */
     uint64_t sendmmsg; /* sendmmsg calls */
+    uint64_t messages; /* sendmmsg messages: a segmented run is one */
 };
 
 struct fwd {
@@ -94,6 +102,7 @@ struct fwd {
     struct mmsghdr *tx;          /* [BATCH] */
     struct iovec *tx_iov;        /* [BATCH]: points into bufs, no copy */
     struct sockaddr_in *tx_to;   /* [BATCH] */
+    struct base_udp_sender *sender;
     struct fwd_counters n;
 };
 
@@ -112,6 +121,7 @@ static void fwd_free(struct fwd *f)
     free(f->tx);
     free(f->tx_iov);
     free(f->tx_to);
+    base_udp_sender_free(f->sender);
 }
 
 /* Allocates every table and wires the receive and send vectors once. Returns 0 or -ENOMEM. */
@@ -258,28 +268,20 @@ static int fwd_route(struct fwd *f, int i, int queued)
 }
 
 /*
- * Sends the first `count` queued datagrams, resuming after partial sends. A
- * datagram the kernel refuses (an error on the first of the rest) is counted
- * and skipped. The socket blocks on send, so a full send buffer waits rather
- * than drops (on loopback it does not fill: a datagram leaves the sender's
- * buffer as soon as it is queued at the receiver).
+ * Sends the first `count` queued datagrams, joining runs to one receiver when
+ * segmentation is on. A datagram the kernel refuses is counted and skipped.
+ * The socket blocks on send, so a full send buffer waits rather than drops
+ * (on loopback it does not fill: a datagram leaves the sender's buffer as soon
+ * as it is queued at the receiver).
  */
 static void fwd_send(struct fwd *f, int count)
 {
-    int done = 0;
-    while (done < count) {
-        int n = sendmmsg(f->fd, f->tx + done, (unsigned)(count - done), 0);
-        f->n.sendmmsg++;
-        if (n > 0) {
-            done += n;
-            f->n.forwarded += (uint64_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            done++;
-            f->n.send_errors++;
-        }
-    }
+    struct base_udp_sent sent;
+    base_udp_send(f->sender, f->tx, (unsigned)count, &sent);
+    f->n.sendmmsg++;
+    f->n.forwarded += sent.datagrams;
+    f->n.send_errors += sent.failed;
+    f->n.messages += sent.messages;
 }
 
 /* Milliseconds on the monotonic clock. */
@@ -348,19 +350,25 @@ static long long fwd_kernel_drops(int fd)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: udp_forward [--port P]\n");
+    fprintf(stderr, "usage: udp_forward [--port P] [--segmentation on|off]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     long port = 0;
+    bool segmentation = true;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             char *end;
             port = strtol(argv[++i], &end, 10);
             if (*end != '\0' || port < 0 || port > 65535)
                 usage();
+        } else if (strcmp(argv[i], "--segmentation") == 0 && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+                usage();
+            segmentation = strcmp(v, "on") == 0;
         } else {
             usage();
         }
@@ -373,6 +381,8 @@ int main(int argc, char **argv)
         rc = fwd_open_signals(&f);
     if (rc == 0)
         rc = fwd_open(&f, (uint16_t)port, &bound);
+    if (rc == 0 && !(f.sender = base_udp_sender_new(f.fd, segmentation, 0)))
+        rc = -ENOMEM;
     if (rc != 0) {
         fprintf(stderr, "udp_forward: cannot start: %s\n", strerror(-rc));
         fwd_free(&f);
@@ -391,11 +401,13 @@ int main(int argc, char **argv)
     printf("{\"forwarded\":%" PRIu64 ",\"dropped_unknown\":%" PRIu64 ",\"registrations\":%" PRIu64
            ",\"batches\":%" PRIu64 ",\"mean_batch\":%.2f,\"received\":%" PRIu64
            ",\"rejected\":%" PRIu64 ",\"send_errors\":%" PRIu64 ",\"sendmmsg_calls\":%" PRIu64
-           ",\"kernel_drops\":%lld,\"rcvbuf\":%d,\"sndbuf\":%d}\n",
+           ",\"send_messages\":%" PRIu64
+           ",\"segmentation\":%s,\"kernel_drops\":%lld,\"rcvbuf\":%d,\"sndbuf\":%d}\n",
            n->forwarded, n->dropped_unknown, n->registrations, n->batches,
            n->batches ? (double)n->received / (double)n->batches : 0.0, n->received, n->rejected,
-           n->send_errors, n->sendmmsg, fwd_kernel_drops(f.fd), fwd_sockopt(f.fd, SO_RCVBUF),
-           fwd_sockopt(f.fd, SO_SNDBUF));
+           n->send_errors, n->sendmmsg, n->messages,
+           base_udp_sender_gso(f.sender) ? "true" : "false", fwd_kernel_drops(f.fd),
+           fwd_sockopt(f.fd, SO_RCVBUF), fwd_sockopt(f.fd, SO_SNDBUF));
     fflush(stdout);
     fwd_free(&f);
     return 0;

@@ -143,6 +143,7 @@ struct worker_counters {
     _Atomic uint64_t packets_sent;
     _Atomic uint64_t bytes_sent;
     _Atomic uint64_t send_failures;
+    _Atomic uint64_t send_messages;
     _Atomic uint64_t rtp_relayed;
     _Atomic uint64_t rtcp_relayed;
     _Atomic uint64_t key_frame_requests;
@@ -171,6 +172,22 @@ struct out_slot {
     uint8_t data[LEG_SEND_BUFFER];
 };
 
+/*
+ * A pass over the leg table that repeats every period_ms, spread over the
+ * period in slices of LEG_SWEEP_SLICE_MS: each slice handles its share of the
+ * legs that were in use when the pass began. Why: building 300 legs' feedback
+ * or receiver reports in one go stalls the worker for a millisecond, and
+ * every packet that arrives meanwhile waits behind it.
+ */
+#define LEG_SWEEP_SLICE_MS 5
+struct leg_sweep {
+    int64_t period_ms;
+    int64_t start_ms; /* when the current pass began */
+    unsigned slot;    /* the next slot to look at in this pass */
+    unsigned visited; /* legs handled in this pass */
+    unsigned planned; /* legs in use when the pass began */
+};
+
 struct media_worker {
     unsigned index;
     uint16_t port;
@@ -186,9 +203,9 @@ struct media_worker {
     uint16_t by_address[LEG_ADDRESS_SLOTS];
     unsigned handshaking; /* legs with a DTLS timer */
     int64_t consent_ms;
-    int64_t last_tick_ms;
-    int64_t next_dtls_ms; /* the earliest DTLS deadline, 0 none */
-    int64_t last_feedback_ms;
+    struct leg_sweep tick;     /* consent, receiver reports, receive limits: every TIMER_TICK_MS */
+    int64_t next_dtls_ms;      /* the earliest DTLS deadline, 0 none */
+    struct leg_sweep feedback; /* transport-wide feedback: every FEEDBACK_EVERY_MS */
     int64_t last_audio_check_ms;
     struct media_audio_decoder *audio_decoder; /* shared by the legs' audio monitors */
     pthread_t thread;
@@ -209,6 +226,7 @@ struct media_worker {
     /* Send batch, and room to rebuild one packet as a retransmission. */
     uint8_t scratch[LEG_SEND_BUFFER];
     unsigned out_count;
+    struct base_udp_sender *sender; /* joins a frame's packets to one receiver (UDP GSO) */
     struct mmsghdr out_msgs[LEG_SEND_BATCH];
     struct iovec out_iovs[LEG_SEND_BATCH];
     struct out_slot out[LEG_SEND_BATCH];

@@ -28,6 +28,7 @@ struct media_engine_config {
                                     0 = 30000 (RFC 7675) */
     const char *public_ip;       /* the address put in answers' host candidates; NULL =
                                     "127.0.0.1". Borrowed: must outlive the engine */
+    bool no_segmentation;        /* send every datagram alone, never a UDP segmented run */
 };
 
 /* Size of the by-reason failure arrays below; see media_dtls_failure_name(). */
@@ -63,6 +64,7 @@ struct media_worker_stats {
     uint64_t packets_sent;    /* datagrams sent: relayed media, RTCP, DTLS, STUN answers */
     uint64_t bytes_sent;
     uint64_t send_failures;      /* datagrams the kernel refused (buffer full, address gone) */
+    uint64_t send_messages;      /* sendmmsg messages: a UDP segmented run is one message */
     uint64_t rtp_relayed;        /* RTP packets forwarded to the far leg */
     uint64_t rtcp_relayed;       /* RTCP packets (SR, PLI, FIR) forwarded or made for it */
     uint64_t key_frame_requests; /* PLIs sent to a browser (new viewer, lost picture) */

@@ -240,24 +240,15 @@ static struct leg *leg_by_address(struct media_worker *w, const struct sockaddr_
 
 void worker_flush(struct media_worker *w)
 {
-    unsigned done = 0;
-    while (done < w->out_count) {
-        int n = sendmmsg(w->udp_fd, &w->out_msgs[done], w->out_count - done, MSG_DONTWAIT);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            /* The first datagram failed (buffer full, address gone): drop it, go on. */
-            leg_count(&w->counters.send_failures, 1);
-            done++;
-            continue;
-        }
-        uint64_t bytes = 0;
-        for (int i = 0; i < n; i++)
-            bytes += w->out_iovs[done + (unsigned)i].iov_len;
-        leg_count(&w->counters.packets_sent, (uint64_t)n);
-        leg_count(&w->counters.bytes_sent, bytes);
-        done += (unsigned)n;
-    }
+    if (w->out_count == 0)
+        return;
+    /* A datagram the kernel refuses (buffer full, address gone) is dropped and counted. */
+    struct base_udp_sent sent;
+    base_udp_send(w->sender, w->out_msgs, w->out_count, &sent);
+    leg_count(&w->counters.packets_sent, sent.datagrams);
+    leg_count(&w->counters.bytes_sent, sent.bytes);
+    leg_count(&w->counters.send_failures, sent.failed);
+    leg_count(&w->counters.send_messages, sent.messages);
     w->out_count = 0;
 }
 
@@ -730,25 +721,75 @@ static void worker_read_socket(struct media_worker *w)
     }
 }
 
-/* Once a second: consent freshness (a leg without a valid check for consent_ms ends) and
- * our receiver reports to the browsers that send. */
-static void worker_tick(struct media_worker *w, int64_t now)
+/* Once a second per leg: our receiver report and receive limit to a browser that sends, and
+ * consent freshness (a leg without a valid check for consent_ms ends). */
+static void tick_leg(struct media_worker *w, struct leg *l, int64_t now)
 {
-    w->last_tick_ms = now;
-    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
-        struct leg *l = &w->legs[i];
-        if (l->in_use) {
-            relay_send_receiver_report(w, l, (uint64_t)now * 1000u);
-            relay_send_receive_limit(w, l, now);
-        }
-        if (l->in_use && now - l->last_check_ms >= w->consent_ms) {
-            uint64_t id = l->id;
-            worker_remove_leg(w, l);
-            leg_count(&w->counters.legs_expired, 1);
-            worker_report(w, MEDIA_EVENT_LEG_EXPIRED, id, NULL);
-        }
+    relay_send_receiver_report(w, l, (uint64_t)now * 1000u);
+    relay_send_receive_limit(w, l, now);
+    if (now - l->last_check_ms >= w->consent_ms) {
+        uint64_t id = l->id;
+        worker_remove_leg(w, l);
+        leg_count(&w->counters.legs_expired, 1);
+        worker_report(w, MEDIA_EVENT_LEG_EXPIRED, id, NULL);
     }
-    worker_flush(w);
+}
+
+/* Every FEEDBACK_EVERY_MS per leg: transport-wide feedback to a browser that sent media. */
+static void feedback_leg(struct media_worker *w, struct leg *l, int64_t now)
+{
+    (void)now;
+    if (l->srtp && l->has_address && media_twcc_pending(&l->twcc))
+        relay_send_feedback(w, l);
+}
+
+typedef void (*leg_visit_fn)(struct media_worker *w, struct leg *l, int64_t now);
+
+static void sweep_begin(struct leg_sweep *s, int64_t period_ms, int64_t now)
+{
+    *s = (struct leg_sweep){.period_ms = period_ms, .start_ms = now};
+}
+
+static unsigned sweep_slices(const struct leg_sweep *s)
+{
+    int64_t slices = s->period_ms / LEG_SWEEP_SLICE_MS;
+    return slices > 0 ? (unsigned)slices : 1;
+}
+
+/* Handles the legs whose slice of the pass has begun; at the period's end, the rest, and a new
+ * pass begins. */
+static void sweep_turn(struct media_worker *w, struct leg_sweep *s, int64_t now, leg_visit_fn visit)
+{
+    bool pass_over = now - s->start_ms >= s->period_ms;
+    unsigned due = UINT32_MAX;
+    if (!pass_over) {
+        uint64_t slices = sweep_slices(s),
+                 begun = (uint64_t)(now - s->start_ms) / LEG_SWEEP_SLICE_MS + 1;
+        due = (unsigned)((s->planned * begun + slices - 1) / slices);
+    }
+    for (; s->visited < due && s->slot < MEDIA_LEGS_PER_WORKER; s->slot++) {
+        struct leg *l = &w->legs[s->slot];
+        if (!l->in_use)
+            continue;
+        visit(w, l, now);
+        s->visited++;
+    }
+    if (pass_over) {
+        /* Keep the beat, unless the worker fell a whole period behind. */
+        s->start_ms = now - s->start_ms < 2 * s->period_ms ? s->start_ms + s->period_ms : now;
+        s->slot = 0;
+        s->visited = 0;
+        s->planned = (unsigned)atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed);
+    }
+}
+
+/* When the pass next has legs to handle: the slice in which its due count passes `visited`. */
+static int64_t sweep_next_ms(const struct leg_sweep *s)
+{
+    if (s->visited >= s->planned || s->slot >= MEDIA_LEGS_PER_WORKER)
+        return s->start_ms + s->period_ms;
+    uint64_t slice = (uint64_t)s->visited * sweep_slices(s) / s->planned;
+    return s->start_ms + (int64_t)slice * LEG_SWEEP_SLICE_MS;
 }
 
 struct link_request {
@@ -836,24 +877,12 @@ static void worker_audio_check(struct media_worker *w, int64_t now)
     }
 }
 
-/* Every FEEDBACK_EVERY_MS: transport-wide feedback to the browsers that sent media. */
-static void worker_feedback(struct media_worker *w, int64_t now)
-{
-    w->last_feedback_ms = now;
-    for (unsigned i = 0; i < MEDIA_LEGS_PER_WORKER; i++) {
-        struct leg *l = &w->legs[i];
-        if (l->in_use && l->srtp && l->has_address && media_twcc_pending(&l->twcc))
-            relay_send_feedback(w, l);
-    }
-    worker_flush(w);
-}
-
 static int epoll_timeout(const struct media_worker *w, int64_t now)
 {
-    int64_t wait = TIMER_TICK_MS - (now - w->last_tick_ms);
+    int64_t wait = sweep_next_ms(&w->tick) - now;
     if (atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed) &&
-        FEEDBACK_EVERY_MS - (now - w->last_feedback_ms) < wait)
-        wait = FEEDBACK_EVERY_MS - (now - w->last_feedback_ms);
+        sweep_next_ms(&w->feedback) - now < wait)
+        wait = sweep_next_ms(&w->feedback) - now;
     if (w->handshaking && w->next_dtls_ms && w->next_dtls_ms - now < wait)
         wait = w->next_dtls_ms - now;
     return wait < 0 ? 0 : (int)wait;
@@ -886,12 +915,13 @@ static void *worker_main(void *arg)
         int64_t now = now_ms();
         if (w->handshaking && w->next_dtls_ms && now >= w->next_dtls_ms)
             worker_dtls_timers(w, now);
-        if (now - w->last_feedback_ms >= FEEDBACK_EVERY_MS)
-            worker_feedback(w, now);
+        if (now >= sweep_next_ms(&w->feedback))
+            sweep_turn(w, &w->feedback, now, feedback_leg);
+        if (now >= sweep_next_ms(&w->tick))
+            sweep_turn(w, &w->tick, now, tick_leg);
         if (now - w->last_audio_check_ms >= AUDIO_CHECK_MS)
             worker_audio_check(w, now);
-        if (now - w->last_tick_ms >= TIMER_TICK_MS)
-            worker_tick(w, now);
+        worker_flush(w);
     }
     return NULL;
 }
@@ -956,6 +986,7 @@ static void worker_free(struct media_worker *w)
 {
     if (!w)
         return;
+    base_udp_sender_free(w->sender);
     if (w->udp_fd >= 0)
         close(w->udp_fd);
     if (w->epoll_fd >= 0)
@@ -994,7 +1025,8 @@ static struct media_worker *worker_new(const struct media_engine_config *cfg, un
     w->log = cfg->log;
     w->owner = cfg->owner;
     w->consent_ms = cfg->consent_timeout_ms ? cfg->consent_timeout_ms : CONSENT_DEFAULT_MS;
-    w->last_tick_ms = now_ms();
+    sweep_begin(&w->tick, TIMER_TICK_MS, now_ms());
+    sweep_begin(&w->feedback, FEEDBACK_EVERY_MS, now_ms());
     w->udp_fd = -1;
     w->legs = calloc(MEDIA_LEGS_PER_WORKER, sizeof(*w->legs));
     w->epoll_fd = -1;
@@ -1027,6 +1059,11 @@ static struct media_worker *worker_new(const struct media_engine_config *cfg, un
     w->udp_fd = bind_udp(cfg->bind_host, w->port, err, errlen);
     if (w->udp_fd < 0)
         goto fail;
+    w->sender = base_udp_sender_new(w->udp_fd, !cfg->no_segmentation, MSG_DONTWAIT);
+    if (!w->sender) {
+        snprintf(err, errlen, "media: out of memory for worker %u", index);
+        goto fail;
+    }
     w->mailbox = base_mailbox_new(MAILBOX_CAPACITY, NULL, NULL);
     w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (!w->mailbox || w->epoll_fd < 0) {
@@ -1147,6 +1184,7 @@ void media_engine_worker_stats(const struct media_engine *e, unsigned index,
     out->packets_sent = atomic_load_explicit(&c->packets_sent, memory_order_relaxed);
     out->bytes_sent = atomic_load_explicit(&c->bytes_sent, memory_order_relaxed);
     out->send_failures = atomic_load_explicit(&c->send_failures, memory_order_relaxed);
+    out->send_messages = atomic_load_explicit(&c->send_messages, memory_order_relaxed);
     out->rtp_relayed = atomic_load_explicit(&c->rtp_relayed, memory_order_relaxed);
     out->rtcp_relayed = atomic_load_explicit(&c->rtcp_relayed, memory_order_relaxed);
     out->key_frame_requests = atomic_load_explicit(&c->key_frame_requests, memory_order_relaxed);

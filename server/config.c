@@ -203,6 +203,18 @@ static int parse_log_format(struct srv_config *cfg, const char *value, char *err
     return 0;
 }
 
+static int parse_media_segmentation(struct srv_config *cfg, const char *value, char *err,
+                                    size_t errlen)
+{
+    if (strcmp(value, "on") == 0)
+        cfg->media_segmentation = true;
+    else if (strcmp(value, "off") == 0)
+        cfg->media_segmentation = false;
+    else
+        return fail(err, errlen, "\"%s\" is not one of: on, off", value);
+    return 0;
+}
+
 static int parse_log_level(struct srv_config *cfg, const char *value, char *err, size_t errlen)
 {
     if (base_log_level_parse(value, &cfg->log_level))
@@ -288,6 +300,9 @@ static const struct config_key config_keys[] = {
      parse_media_port},
     {"media_workers", "N|auto", "media worker threads (default auto: one per CPU)",
      parse_media_workers},
+    {"media_segmentation", "on|off",
+     "send runs of same-size packets to one receiver as one UDP segmented send (default on)",
+     parse_media_segmentation},
     {"public_ip", "IP", "address put in ICE candidates (default 127.0.0.1)", parse_public_ip},
     {"data_dir", "DIR", "where the database lives (default ./data)", parse_data_dir},
     {"certs_dir", "DIR", "where a generated certificate is kept (default ./certs)",
@@ -457,6 +472,7 @@ void srv_config_defaults(struct srv_config *cfg)
     cfg->grace_period_s = 60;
     cfg->idle_timeout_s = 60;
     cfg->consent_timeout_s = 30;
+    cfg->media_segmentation = true;
     cfg->session_ttl_s = 12 * 3600;
     cfg->message_rate = 20;
     cfg->message_burst = 40;

@@ -88,6 +88,10 @@ static const struct worker_series worker_series[] = {
     {"tabib_media_send_failures_total", "counter",
      "Datagrams not sent: the kernel refused them or SRTP could not protect them.",
      offsetof(struct media_worker_stats, send_failures)},
+    {"tabib_media_send_messages_total", "counter",
+     "Messages given to sendmmsg; a run of one frame's packets to one receiver, sent as one "
+     "UDP segmented message, counts once (datagrams / messages = segmentation factor).",
+     offsetof(struct media_worker_stats, send_messages)},
     {"tabib_media_rtp_relayed_total", "counter", "RTP packets relayed to the far leg.",
      offsetof(struct media_worker_stats, rtp_relayed)},
     {"tabib_media_rtcp_relayed_total", "counter",

@@ -455,6 +455,7 @@ int srv_run(const struct srv_config *cfg, struct base_logger *log)
         .owner = st.inbox,
         .public_ip = cfg->public_ip,
         .consent_timeout_ms = cfg->consent_timeout_s * 1000,
+        .no_segmentation = !cfg->media_segmentation,
     };
     st.media = media_engine_start(&mcfg, err, sizeof(err));
     if (!st.media) {

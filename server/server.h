@@ -57,6 +57,7 @@ struct srv_config {
     unsigned grace_period_s;    /* a dropped participant keeps their place this long */
     unsigned idle_timeout_s;    /* a silent WebSocket is pinged at half this, closed at it */
     unsigned consent_timeout_s; /* a media leg without a valid ICE check this long ends */
+    bool media_segmentation;    /* send a frame's packets to one receiver as one segmented send */
     unsigned session_ttl_s;     /* doctors' and admins' sign-in sessions */
     unsigned message_rate;      /* WebSocket messages per second per connection ... */
     unsigned message_burst;     /* ... and in a burst */

@@ -9,6 +9,7 @@
  *           [--janus-port P --janus-pid PID] [--json FILE] [--label TEXT]
  *           [--perf FILE --perf-units N]  (perf record of the server during step N)
  *           [--segmentation on|off] [--receiver-gro on|off]
+ *           [--repeat N]  (each step measured N times; every delay p99 is kept)
  *
  * Targets:
  *   tabib-relay  starts tabib (one media worker) and makes each unit a
@@ -85,6 +86,7 @@
 #define WS_TIMEOUT_MS   15000
 #define PASSWORD        "correct horse battery"
 #define MAX_STEPS       32
+#define MAX_REPEATS     9
 #define LOSS_LIMIT      0.001
 #define DELAY_P99_LIMIT 10000.0 /* µs */
 #define SATURATED_SHARE 0.97    /* the media thread busy this share of the time: it is the limit */
@@ -111,6 +113,7 @@ struct options {
     const char *perf_path; /* perf record of the server during the step of perf_units */
     unsigned perf_units;
     bool segmentation, receiver_gro;
+    unsigned repeat; /* measurements per step (the delay p99 of each is kept) */
 };
 
 /* What a ramp step measured. */
@@ -119,6 +122,7 @@ struct step {
     double seconds;
     double relayed_pps, relayed_bps;
     double loss, duplicates, reordered;
+    double undelivered; /* 1 - RTP received / RTP sent in the window: loss against what was sent */
     double delay_p50, delay_p99, delay_p999; /* µs */
     double setup_p50_ms, setup_p99_ms;
     unsigned setups;
@@ -131,6 +135,8 @@ struct step {
     unsigned legs_silent; /* legs that have received no media at all (the server drops them) */
     uint64_t srtp_errors, send_failures, socket_drops;
     bool loadgen_saturated;
+    unsigned repeats;                   /* further measurements of the same load */
+    double repeat_p99[MAX_REPEATS - 1]; /* their delay p99, µs */
 };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -593,6 +599,10 @@ static void measure(struct lg_engine *e, pid_t server, int server_cpu, double se
     s->relayed_pps = received / secs;
     s->relayed_bps = (double)(b.rtp_received_bytes - a.rtp_received_bytes) * 8.0 / secs;
     s->loss = expected > 0 && expected > received ? (expected - received) / expected : 0;
+    /* Against what the legs sent in the same window: a stream the server never relays leaves no
+     * sequence gap to see. Packets in flight at the window's ends make this a few in 10^5. */
+    double sent = (double)(b.rtp_sent - a.rtp_sent);
+    s->undelivered = sent > received ? (sent - received) / sent : 0;
     s->duplicates = received > 0 ? (double)(b.duplicates - a.duplicates) / received : 0;
     s->reordered = received > 0 ? (double)(b.reordered - a.reordered) / received : 0;
     static uint64_t h[LG_DELAY_BUCKETS];
@@ -631,20 +641,22 @@ static void measure(struct lg_engine *e, pid_t server, int server_cpu, double se
 
 static void print_header(void)
 {
-    printf("%-22s %6s %10s %9s %7s %8s %8s %8s %8s %8s %7s %7s %8s %7s %6s\n", "target", "units",
-           "pkt/s", "Mbit/s", "loss%", "p50us", "p99us", "p999us", "setup50", "setup99", "cpu%",
-           "us/pkt", "KiB/unit", "lg-cpu%", "steal%");
+    printf("%-22s %6s %10s %9s %7s %7s %8s %8s %8s %8s %8s %7s %7s %8s %7s %6s\n", "target",
+           "units", "pkt/s", "Mbit/s", "loss%", "undel%", "p50us", "p99us", "p999us", "setup50",
+           "setup99", "cpu%", "us/pkt", "KiB/unit", "lg-cpu%", "steal%");
+    printf("# undel%%: RTP sent by the legs and not received in the window (in flight included)\n");
     printf("# KiB/unit: the server's resident memory added per unit since the previous step\n");
 }
 
 static void print_step(const char *name, const struct step *s)
 {
-    printf("%-22s %6u %10.0f %9.1f %7.3f %8.0f %8.0f %8.0f %8.1f %8.1f %7.1f %7.2f %8.0f %7.1f "
-           "%6.1f%s\n",
-           name, s->units, s->relayed_pps, s->relayed_bps / 1e6, s->loss * 100, s->delay_p50,
-           s->delay_p99, s->delay_p999, s->setup_p50_ms, s->setup_p99_ms, s->server_cpu_share * 100,
-           s->cpu_us_per_packet, s->rss_marginal_kib, s->loadgen_cpu_share * 100,
-           s->steal_share * 100, s->loadgen_saturated ? "  (load generator saturated)" : "");
+    printf("%-22s %6u %10.0f %9.1f %7.3f %7.3f %8.0f %8.0f %8.0f %8.1f %8.1f %7.1f %7.2f %8.0f "
+           "%7.1f %6.1f%s\n",
+           name, s->units, s->relayed_pps, s->relayed_bps / 1e6, s->loss * 100,
+           s->undelivered * 100, s->delay_p50, s->delay_p99, s->delay_p999, s->setup_p50_ms,
+           s->setup_p99_ms, s->server_cpu_share * 100, s->cpu_us_per_packet, s->rss_marginal_kib,
+           s->loadgen_cpu_share * 100, s->steal_share * 100,
+           s->loadgen_saturated ? "  (load generator saturated)" : "");
     fflush(stdout);
 }
 
@@ -663,6 +675,7 @@ static json_t *step_json(const struct step *s)
     json_object_set_new(o, "loss", num(s->loss));
     json_object_set_new(o, "duplicates", num(s->duplicates));
     json_object_set_new(o, "reordered", num(s->reordered));
+    json_object_set_new(o, "undelivered", num(s->undelivered));
     json_object_set_new(o, "delay_us",
                         json_pack("{s:o, s:o, s:o}", "p50", num(s->delay_p50), "p99",
                                   num(s->delay_p99), "p999", num(s->delay_p999)));
@@ -683,6 +696,13 @@ static json_t *step_json(const struct step *s)
     json_object_set_new(o, "send_failures", json_integer((json_int_t)s->send_failures));
     json_object_set_new(o, "loadgen_socket_drops", json_integer((json_int_t)s->socket_drops));
     json_object_set_new(o, "loadgen_saturated", json_boolean(s->loadgen_saturated));
+    if (s->repeats) {
+        json_t *p99 = json_array();
+        json_array_append_new(p99, num(s->delay_p99));
+        for (unsigned i = 0; i < s->repeats; i++)
+            json_array_append_new(p99, num(s->repeat_p99[i]));
+        json_object_set_new(o, "delay_p99_measurements_us", p99);
+    }
     return o;
 }
 
@@ -698,7 +718,7 @@ static void usage(void)
             "               [--server-cpu C] [--loadgen-cpu C] [--janus-port P --janus-pid PID]\n"
             "               [--forwarder PATH] [--json FILE] [--label TEXT]\n"
             "               [--perf FILE --perf-units N]\n"
-            "               [--segmentation on|off] [--receiver-gro on|off]\n");
+            "               [--segmentation on|off] [--receiver-gro on|off] [--repeat N]\n");
     exit(2);
 }
 
@@ -735,6 +755,7 @@ static struct options parse(int argc, char **argv)
                         .loadgen_cpu = 1,
                         .segmentation = true,
                         .receiver_gro = true,
+                        .repeat = 1,
                         .target = -1};
     parse_ramp(&o, "1,10,50,100,200,300,400,500,600,800,1000");
     for (int i = 1; i < argc; i++) {
@@ -776,11 +797,14 @@ static struct options parse(int argc, char **argv)
             o.segmentation = on_off(v);
         } else if (strcmp(a, "--receiver-gro") == 0) {
             o.receiver_gro = on_off(v);
+        } else if (strcmp(a, "--repeat") == 0) {
+            o.repeat = (unsigned)atoi(v);
         } else {
             usage();
         }
     }
     if ((int)o.target < 0 || o.n_steps == 0 || o.seconds <= 0 || o.video_kbps > 4000 ||
+        o.repeat < 1 || o.repeat > MAX_REPEATS ||
         (o.target == JANUS_ECHO && (!o.janus_port || o.janus_pid <= 0)))
         usage();
     return o;
@@ -883,6 +907,15 @@ int main(int argc, char **argv)
         prev_rss = s.rss_mib;
         prev_units = units;
         print_step(target_names[o.target], &s);
+        /* --repeat: the same load measured again, for the spread of the delay p99 (the VM's
+         * hypervisor adds bursts of its own); the step's other figures are the first's. */
+        for (unsigned r = 1; r < o.repeat; r++) {
+            struct step again;
+            measure(e, server, o.server_cpu, o.seconds, units, rss_base, setups_before, NULL,
+                    &again);
+            print_step(target_names[o.target], &again);
+            s.repeat_p99[s.repeats++] = again.delay_p99;
+        }
         json_array_append_new(steps, step_json(&s));
         if (s.loss > LOSS_LIMIT || s.delay_p99 > DELAY_P99_LIMIT || s.loadgen_saturated ||
             s.legs_silent)

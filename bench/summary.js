@@ -3,6 +3,11 @@
 // summary.md there, printing it too. Node.js 20, no dependencies.
 //
 //   node bench/summary.js OUT_DIR [--require-traffic]
+//   node bench/summary.js OUT_DIR --half-units TARGET
+//
+// --half-units prints half of the largest step of TARGET's ramp that was within the
+// limits (at least 1): bench/run measures the delay there again, several times
+// (TARGET-half.json, whose measurements the summary reports).
 //
 // With --require-traffic (the smoke run in the test suite) it exits 1 when any
 // target's last step relayed no packets, lost more than 0.1% of them, or when a
@@ -20,6 +25,7 @@ const LOADED_SHARE = 0.15;
 
 const outDir = process.argv[2];
 const requireTraffic = process.argv.includes('--require-traffic');
+const halfUnitsOf = process.argv.includes('--half-units') ? process.argv[process.argv.indexOf('--half-units') + 1] : null;
 if (!outDir) {
   console.error('usage: node bench/summary.js OUT_DIR [--require-traffic]');
   process.exit(2);
@@ -85,6 +91,13 @@ function analyse(run) {
     kibPerUnit,
     lastStep,
   };
+}
+
+if (halfUnitsOf) {
+  const run = readJson(`${halfUnitsOf}.json`);
+  const a = run ? analyse(run) : null;
+  process.stdout.write(`${a && a.best ? Math.max(1, Math.floor(a.best.units / 2)) : 1}\n`);
+  process.exit(0);
 }
 
 const runs = {};
@@ -158,17 +171,38 @@ if (fwd && (relay || tabib)) {
   if (tabib) p(`| Tabib echo | ${fmt(tabib.cpuPerPacket, 2)} µs (${fmt(tabib.cpuPerPacket / floor, 2)}× the floor) |`);
 }
 
+// The delay at half saturation, measured several times (bench/run: TARGET-half.json).
+const halves = ['tabib-echo', 'tabib-relay', 'udp-forward']
+  .map((name) => ({ name, run: readJson(`${name}-half.json`) }))
+  .filter((h) => h.run && h.run.steps && h.run.steps.length);
+if (halves.length) {
+  p();
+  p('## Delay added at half saturation, measured again and again');
+  p();
+  p('Half of the largest step within the limits of each ramp above (the forwarder at about the packet rate of Tabib echo\'s half), held and measured several times in a row: the hypervisor of this VM stops a vCPU for milliseconds now and then, so one measurement\'s p99 says as much about the machine as about the server.');
+  p();
+  p('| target | units | relayed packets/s | server CPU | delay p99 of each measurement (µs) | median p99 | loss | steal |');
+  p('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const h of halves) {
+    const s = h.run.steps[0];
+    const p99s = (s.delay_p99_measurements_us || [s.delay_us.p99]).filter((v) => Number.isFinite(v));
+    const sorted = [...p99s].sort((x, y) => x - y);
+    const median = sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : null;
+    p(`| ${h.run.label} | ${s.units} | ${fmt(s.relayed_pps)} | ${fmt(s.server_cpu_share * 100)}% | ${p99s.map((v) => fmt(v)).join(', ')} | ${fmt(median)} | ${fmt(s.loss * 100, 3)}% | ${fmt(s.steal_share * 100, 1)}% |`);
+  }
+}
+
 p();
 p('## Every step');
 for (const [name, a] of Object.entries(runs)) {
   p();
   p(`### ${a.run.label} (\`${name}\`)`);
   p();
-  p('| units | relayed packets/s | Mbit/s | loss | delay p50 / p99 / p99.9 (µs) | set-up p50 / p99 (ms) | server CPU | µs per packet | KiB per unit added | load generator CPU | steal |');
-  p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  p('| units | relayed packets/s | Mbit/s | loss | not delivered | delay p50 / p99 / p99.9 (µs) | set-up p50 / p99 (ms) | server CPU | µs per packet | KiB per unit added | load generator CPU | steal |');
+  p('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const s of a.run.steps) {
     p(
-      `| ${s.units} | ${fmt(s.relayed_pps)} | ${fmt(s.relayed_bps / 1e6, 1)} | ${fmt(s.loss * 100, 3)}% | ${fmt(s.delay_us.p50)} / ${fmt(s.delay_us.p99)} / ${fmt(s.delay_us.p999)} | ${fmt(s.setup_ms.p50, 1)} / ${fmt(s.setup_ms.p99, 1)} | ${fmt(s.server_cpu_share * 100, 1)}% | ${fmt(s.cpu_us_per_packet, 2)} | ${fmt(s.rss_marginal_kib)} | ${fmt(s.loadgen_cpu_share * 100)}% | ${fmt(s.steal_share * 100, 1)}% |`,
+      `| ${s.units} | ${fmt(s.relayed_pps)} | ${fmt(s.relayed_bps / 1e6, 1)} | ${fmt(s.loss * 100, 3)}% | ${fmt((s.undelivered || 0) * 100, 3)}% | ${fmt(s.delay_us.p50)} / ${fmt(s.delay_us.p99)} / ${fmt(s.delay_us.p999)} | ${fmt(s.setup_ms.p50, 1)} / ${fmt(s.setup_ms.p99, 1)} | ${fmt(s.server_cpu_share * 100, 1)}% | ${fmt(s.cpu_us_per_packet, 2)} | ${fmt(s.rss_marginal_kib)} | ${fmt(s.loadgen_cpu_share * 100)}% | ${fmt(s.steal_share * 100, 1)}% |`,
     );
   }
 }

@@ -216,7 +216,7 @@ struct base_udp_sent {
 struct base_udp_sender *base_udp_sender_new(int fd, bool want_gso, int send_flags);
 void base_udp_sender_free(struct base_udp_sender *s);
 
-/* Whether runs are joined now (false after the device refused a segmented send). */
+/* Whether runs are joined: asked for, and the kernel knows UDP_SEGMENT. */
 bool base_udp_sender_gso(const struct base_udp_sender *s);
 
 /*
@@ -227,9 +227,9 @@ bool base_udp_sender_gso(const struct base_udp_sender *s);
  * iovecs are the run's. A run is consecutive datagrams to the same address,
  * each as long as the first except a shorter last one, at most 64 and 64 KB.
  * A datagram the kernel refuses is counted in `sent->failed` and skipped; a
- * run the kernel refuses as a run (EIO, EINVAL) is sent again datagram by
- * datagram, and EIO (a device that cannot checksum a segmented send) turns
- * joining off for good.
+ * run the kernel will not segment (EMSGSIZE: a segment over the path's MTU;
+ * EIO: a route through IPsec; EINVAL) is sent again datagram by datagram.
+ * Datagrams beyond BASE_UDP_BATCH_MAX are counted failed, not sent.
  */
 void base_udp_send(struct base_udp_sender *s, struct mmsghdr *datagrams, unsigned count,
                    struct base_udp_sent *sent);

@@ -120,8 +120,10 @@ void base_udp_send(struct base_udp_sender *s, struct mmsghdr *datagrams, unsigne
                    struct base_udp_sent *sent)
 {
     *sent = (struct base_udp_sent){0};
-    if (count > BASE_UDP_BATCH_MAX)
+    if (count > BASE_UDP_BATCH_MAX) {
+        sent->failed = count - BASE_UDP_BATCH_MAX; /* a caller's bug, but never silent */
         count = BASE_UDP_BATCH_MAX;
+    }
     if (!s->gso) {
         send_one_by_one(s, datagrams, 0, count, sent);
         return;
@@ -165,12 +167,12 @@ void base_udp_send(struct base_udp_sender *s, struct mmsghdr *datagrams, unsigne
             done += (unsigned)r;
             continue;
         }
-        /* The kernel refused message `done`. A run it cannot segment goes again one by one. */
+        /* The kernel refused message `done`. A run it will not segment goes again one by one:
+         * EMSGSIZE when a segment does not fit the path's MTU (alone, it may be fragmented),
+         * EIO on a route through IPsec, EINVAL for anything else about the run. */
         int err = r < 0 ? errno : EIO;
         unsigned n = (unsigned)s->messages[done].msg_hdr.msg_iovlen;
-        if (n > 1 && (err == EIO || err == EINVAL)) {
-            if (err == EIO)
-                s->gso = false; /* no checksum offload on the route's device */
+        if (n > 1 && (err == EMSGSIZE || err == EIO || err == EINVAL)) {
             send_one_by_one(s, datagrams, s->first[done], n, sent);
         } else {
             sent->messages++;

@@ -126,6 +126,7 @@ struct step {
     double delay_p50, delay_p99, delay_p999; /* µs */
     double setup_p50_ms, setup_p99_ms;
     unsigned setups;
+    unsigned legs; /* in the engine at the end of the step */
     double server_cpu_s, server_cpu_share, server_utime_stime_s;
     double cpu_us_per_packet;
     double rss_mib, rss_per_unit_kib;
@@ -571,7 +572,7 @@ static pid_t perf_start(pid_t pid, const char *path)
 }
 
 static void measure(struct lg_engine *e, pid_t server, int server_cpu, double seconds,
-                    unsigned units, double rss_base, unsigned setups_before, const char *perf_path,
+                    unsigned units, double rss_base, unsigned legs_before, const char *perf_path,
                     struct step *s)
 {
     pid_t perf = perf_path ? perf_start(server, perf_path) : 0;
@@ -615,10 +616,14 @@ static void measure(struct lg_engine *e, pid_t server, int server_cpu, double se
     s->delay_p50 = delay_quantile(h, total, 0.5);
     s->delay_p99 = delay_quantile(h, total, 0.99);
     s->delay_p999 = delay_quantile(h, total, 0.999);
-    /* Set-up times of this step's new legs (the engine lists them in leg order). */
-    if (n_setup > setups_before) {
-        int64_t *mine = setup + setups_before;
-        unsigned n = n_setup - setups_before;
+    /* Set-up times of the legs this step added (indices from legs_before), those with media. */
+    unsigned n = 0;
+    for (unsigned i = legs_before; i < n_setup; i++)
+        if (setup[i] >= 0)
+            setup[legs_before + n++] = setup[i];
+    s->legs = n_setup;
+    if (n) {
+        int64_t *mine = setup + legs_before;
         qsort(mine, n, sizeof(*mine), compare_i64);
         s->setups = n;
         s->setup_p50_ms = (double)mine[(n - 1) / 2] / 1e6;
@@ -868,7 +873,7 @@ int main(int argc, char **argv)
     print_header();
 
     json_t *steps = json_array();
-    unsigned units = 0, setups_before = 0, prev_units = 0;
+    unsigned units = 0, legs_before = 0, prev_units = 0;
     double prev_rss = rss_base;
     for (unsigned k = 0; k < o.n_steps; k++) {
         unsigned want = o.ramp[k];
@@ -886,7 +891,7 @@ int main(int argc, char **argv)
         }
         sleep_s(o.warmup_s);
         struct step s;
-        measure(e, server, o.server_cpu, o.seconds, units, rss_base, setups_before,
+        measure(e, server, o.server_cpu, o.seconds, units, rss_base, legs_before,
                 o.perf_path && units == o.perf_units ? o.perf_path : NULL, &s);
         /* A delay p99 over the limit once may be the hypervisor's: on this kind of VM it stops a
          * vCPU for 10-40 ms now and then, at any load (the plain forwarder shows it too). The
@@ -895,14 +900,13 @@ int main(int argc, char **argv)
             struct step again;
             printf("# step of %u units: delay p99 %.0f us (steal %.1f%%), measured again\n", units,
                    s.delay_p99, s.steal_share * 100);
-            measure(e, server, o.server_cpu, o.seconds, units, rss_base, setups_before, NULL,
-                    &again);
+            measure(e, server, o.server_cpu, o.seconds, units, rss_base, legs_before, NULL, &again);
             again.setups = s.setups;
             again.setup_p50_ms = s.setup_p50_ms;
             again.setup_p99_ms = s.setup_p99_ms;
             s = again;
         }
-        setups_before += s.setups;
+        legs_before = s.legs;
         s.rss_marginal_kib = (s.rss_mib - prev_rss) * 1024.0 / (units - prev_units);
         prev_rss = s.rss_mib;
         prev_units = units;
@@ -911,8 +915,7 @@ int main(int argc, char **argv)
          * hypervisor adds bursts of its own); the step's other figures are the first's. */
         for (unsigned r = 1; r < o.repeat; r++) {
             struct step again;
-            measure(e, server, o.server_cpu, o.seconds, units, rss_base, setups_before, NULL,
-                    &again);
+            measure(e, server, o.server_cpu, o.seconds, units, rss_base, legs_before, NULL, &again);
             print_step(target_names[o.target], &again);
             s.repeat_p99[s.repeats++] = again.delay_p99;
         }

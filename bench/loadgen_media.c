@@ -644,10 +644,12 @@ static void copy_snapshot(struct lg_engine *e)
     e->totals.expected = expected;
     pthread_mutex_lock(&e->lock);
     *e->shared = e->totals;
-    e->shared_setup_n = 0;
+    /* Every leg at its own index, so a caller can tell which step's legs a time belongs to. */
+    e->shared_setup_n = e->n_legs;
     for (unsigned i = 0; i < e->n_legs; i++)
-        if (e->legs[i].first_media_ns != SETUP_UNKNOWN)
-            e->shared_setup[e->shared_setup_n++] = e->legs[i].first_media_ns - e->legs[i].join_ns;
+        e->shared_setup[i] = e->legs[i].first_media_ns == SETUP_UNKNOWN
+                                 ? -1
+                                 : e->legs[i].first_media_ns - e->legs[i].join_ns;
     e->snapshot_ready = true;
     atomic_store(&e->want_snapshot, false);
     pthread_cond_broadcast(&e->copied);

@@ -107,8 +107,10 @@ int lg_engine_add_plain_leg(struct lg_engine *e, int fd, const struct sockaddr_i
 
 /*
  * Copies the totals (the engine copies them between two turns of its loop).
- * `setup_ns` (may be NULL) receives up to `setup_cap` join-to-first-media
- * times of the legs that have one, in leg order; their count is returned.
+ * `setup_ns` (may be NULL) receives, for up to `setup_cap` legs in the order
+ * they were added (the index lg_engine_add_* returned), the join-to-first-media
+ * time, or -1 for a leg that has received nothing yet; the number of legs
+ * written is returned (0 when `setup_ns` is NULL).
  */
 unsigned lg_engine_snapshot(struct lg_engine *e, struct lg_totals *out, int64_t *setup_ns,
                             unsigned setup_cap);

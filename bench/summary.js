@@ -101,7 +101,7 @@ if (halfUnitsOf) {
 }
 
 const runs = {};
-for (const name of ['udp-forward', 'tabib-relay', 'tabib-echo', 'janus-echo']) {
+for (const name of ['udp-forward', 'tabib-relay', 'tabib-echo', 'tabib-echo-unsegmented', 'janus-echo']) {
   const run = readJson(`${name}.json`);
   if (run) runs[name] = analyse(run);
 }
@@ -144,6 +144,11 @@ if (tabib && janus) {
     p(`| server CPU share at that load | ${fmt(ts.server_cpu_share * 100)}% | ${fmt(js.server_cpu_share * 100)}% | |`);
   }
   p(`| delay added p99 at about half load | ${fmt(tabib.half && tabib.half.delay_us.p99)} µs | ${fmt(janus.half && janus.half.delay_us.p99)} µs | |`);
+  const plain = runs['tabib-echo-unsegmented'];
+  if (plain) {
+    p(`| like for like: Tabib unsegmented, CPU per relayed packet | ${fmt(plain.cpuPerPacket, 2)} µs | ${fmt(janus.cpuPerPacket, 2)} µs | Janus / Tabib = ${fmt(janus.cpuPerPacket / plain.cpuPerPacket, 2)} |`);
+    p(`| like for like: most legs within limits | ${fmt(plain.streams)} (${plain.limitedBy}) | ${fmt(janus.streams)} | ${fmt(plain.streams / janus.streams, 2)} |`);
+  }
   p(`| memory per session | ${fmt(tabib.kibPerUnit)} KiB | ${fmt(janus.kibPerUnit)} KiB | |`);
 }
 

@@ -86,7 +86,7 @@ struct fwd_counters {
     uint64_t send_errors;
     uint64_t registrations;
     uint64_t batches;  /* recvmmsg calls that returned datagrams */
-    uint64_t sendmmsg; /* sendmmsg calls */
+    uint64_t sends;    /* send batches (base_udp_send calls) */
     uint64_t messages; /* sendmmsg messages: a segmented run is one */
 };
 
@@ -278,7 +278,7 @@ static void fwd_send(struct fwd *f, int count)
 {
     struct base_udp_sent sent;
     base_udp_send(f->sender, f->tx, (unsigned)count, &sent);
-    f->n.sendmmsg++;
+    f->n.sends++;
     f->n.forwarded += sent.datagrams;
     f->n.send_errors += sent.failed;
     f->n.messages += sent.messages;
@@ -400,14 +400,13 @@ int main(int argc, char **argv)
     const struct fwd_counters *n = &f.n;
     printf("{\"forwarded\":%" PRIu64 ",\"dropped_unknown\":%" PRIu64 ",\"registrations\":%" PRIu64
            ",\"batches\":%" PRIu64 ",\"mean_batch\":%.2f,\"received\":%" PRIu64
-           ",\"rejected\":%" PRIu64 ",\"send_errors\":%" PRIu64 ",\"sendmmsg_calls\":%" PRIu64
+           ",\"rejected\":%" PRIu64 ",\"send_errors\":%" PRIu64 ",\"send_batches\":%" PRIu64
            ",\"send_messages\":%" PRIu64
            ",\"segmentation\":%s,\"kernel_drops\":%lld,\"rcvbuf\":%d,\"sndbuf\":%d}\n",
            n->forwarded, n->dropped_unknown, n->registrations, n->batches,
            n->batches ? (double)n->received / (double)n->batches : 0.0, n->received, n->rejected,
-           n->send_errors, n->sendmmsg, n->messages,
-           base_udp_sender_gso(f.sender) ? "true" : "false", fwd_kernel_drops(f.fd),
-           fwd_sockopt(f.fd, SO_RCVBUF), fwd_sockopt(f.fd, SO_SNDBUF));
+           n->send_errors, n->sends, n->messages, base_udp_sender_gso(f.sender) ? "true" : "false",
+           fwd_kernel_drops(f.fd), fwd_sockopt(f.fd, SO_RCVBUF), fwd_sockopt(f.fd, SO_SNDBUF));
     fflush(stdout);
     fwd_free(&f);
     return 0;

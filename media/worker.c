@@ -760,6 +760,13 @@ static unsigned sweep_slices(const struct leg_sweep *s)
  * pass begins. */
 static void sweep_turn(struct media_worker *w, struct leg_sweep *s, int64_t now, leg_visit_fn visit)
 {
+    unsigned active =
+        (unsigned)atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed);
+    if (s->planned == 0 && active) {
+        /* The first legs of an idle worker: a pass of their own from now, rather than all of
+         * them at the end of a pass that planned none. */
+        *s = (struct leg_sweep){.period_ms = s->period_ms, .start_ms = now, .planned = active};
+    }
     bool pass_over = now - s->start_ms >= s->period_ms;
     unsigned due = UINT32_MAX;
     if (!pass_over) {
@@ -775,17 +782,22 @@ static void sweep_turn(struct media_worker *w, struct leg_sweep *s, int64_t now,
         s->visited++;
     }
     if (pass_over) {
-        /* Keep the beat, unless the worker fell a whole period behind. */
-        s->start_ms = now - s->start_ms < 2 * s->period_ms ? s->start_ms + s->period_ms : now;
+        /* Keep the beat when on time; a worker more than a slice late starts the next pass now,
+         * or the pass would begin partly over, its first slices due at once. */
+        int64_t next = s->start_ms + s->period_ms;
+        s->start_ms = now - next < LEG_SWEEP_SLICE_MS ? next : now;
         s->slot = 0;
         s->visited = 0;
-        s->planned = (unsigned)atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed);
+        s->planned = active;
     }
 }
 
-/* When the pass next has legs to handle: the slice in which its due count passes `visited`. */
-static int64_t sweep_next_ms(const struct leg_sweep *s)
+/* When the pass next has legs to handle: the slice in which its due count passes `visited`; at
+ * once when legs came to a pass that planned none. */
+static int64_t sweep_next_ms(const struct media_worker *w, const struct leg_sweep *s)
 {
+    if (s->planned == 0 && atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed))
+        return s->start_ms;
     if (s->visited >= s->planned || s->slot >= MEDIA_LEGS_PER_WORKER)
         return s->start_ms + s->period_ms;
     uint64_t slice = (uint64_t)s->visited * sweep_slices(s) / s->planned;
@@ -879,10 +891,10 @@ static void worker_audio_check(struct media_worker *w, int64_t now)
 
 static int epoll_timeout(const struct media_worker *w, int64_t now)
 {
-    int64_t wait = sweep_next_ms(&w->tick) - now;
+    int64_t wait = sweep_next_ms(w, &w->tick) - now;
     if (atomic_load_explicit(&w->counters.legs_active, memory_order_relaxed) &&
-        sweep_next_ms(&w->feedback) - now < wait)
-        wait = sweep_next_ms(&w->feedback) - now;
+        sweep_next_ms(w, &w->feedback) - now < wait)
+        wait = sweep_next_ms(w, &w->feedback) - now;
     if (w->handshaking && w->next_dtls_ms && w->next_dtls_ms - now < wait)
         wait = w->next_dtls_ms - now;
     return wait < 0 ? 0 : (int)wait;
@@ -915,9 +927,9 @@ static void *worker_main(void *arg)
         int64_t now = now_ms();
         if (w->handshaking && w->next_dtls_ms && now >= w->next_dtls_ms)
             worker_dtls_timers(w, now);
-        if (now >= sweep_next_ms(&w->feedback))
+        if (now >= sweep_next_ms(w, &w->feedback))
             sweep_turn(w, &w->feedback, now, feedback_leg);
-        if (now >= sweep_next_ms(&w->tick))
+        if (now >= sweep_next_ms(w, &w->tick))
             sweep_turn(w, &w->tick, now, tick_leg);
         if (now - w->last_audio_check_ms >= AUDIO_CHECK_MS)
             worker_audio_check(w, now);
@@ -1260,6 +1272,7 @@ int media_engine_leg_remove(struct media_engine *e, unsigned index, uint64_t leg
 /* Leg ids carry their worker in the low byte, so a leg is found from its id alone. */
 #define LEG_ID_WORKER_BITS 8
 _Static_assert(MEDIA_LEGS_PER_WORKER <= UINT16_MAX, "slot numbers fit the address table");
+_Static_assert(LEG_SEND_BATCH <= BASE_UDP_BATCH_MAX, "a full send batch is one base_udp_send");
 
 uint64_t media_engine_new_leg_id(struct media_engine *e, unsigned index)
 {

@@ -118,6 +118,31 @@ static void expect_received(struct endpoint *e, const size_t *lens, const uint8_
     }
 }
 
+/* A sender, one receiver that takes datagrams one by one, and a batch to fill. */
+struct rig {
+    struct endpoint sender, receiver;
+    struct base_udp_sender *s;
+    struct batch *batch;
+};
+
+static struct rig rig_open(int send_flags)
+{
+    struct rig r = {.sender = open_endpoint(false), .receiver = open_endpoint(false)};
+    r.s = base_udp_sender_new(r.sender.fd, true, send_flags);
+    r.batch = calloc(1, sizeof(*r.batch));
+    assert_non_null(r.s);
+    assert_non_null(r.batch);
+    return r;
+}
+
+static void rig_close(struct rig *r)
+{
+    free(r->batch);
+    base_udp_sender_free(r->s);
+    close(r->sender.fd);
+    close(r->receiver.fd);
+}
+
 /* A (takes datagrams one by one) and B (takes UDP_GRO buffers), runs of every shape. */
 static void send_mixed(bool want_gso, unsigned expect_messages)
 {
@@ -180,15 +205,11 @@ static void without_segmentation_sends_one_by_one(void **state)
 static void a_run_stops_at_the_size_limit(void **state)
 {
     (void)state;
-    struct endpoint sender = open_endpoint(false), a = open_endpoint(false);
-    struct base_udp_sender *s = base_udp_sender_new(sender.fd, true, 0);
-    struct batch *batch = calloc(1, sizeof(*batch));
-    assert_non_null(s);
-    assert_non_null(batch);
+    struct rig r = rig_open(0);
     for (unsigned i = 0; i < MAX_DGRAMS; i++)
-        add(batch, &a.addr, 1200);
+        add(r.batch, &r.receiver.addr, 1200);
     struct base_udp_sent sent;
-    base_udp_send(s, batch->msgs, batch->count, &sent);
+    base_udp_send(r.s, r.batch->msgs, r.batch->count, &sent);
     assert_int_equal(sent.datagrams, 64);
     assert_int_equal(sent.messages, 2); /* 54 (64 800 bytes) and 10 */
     size_t lens[MAX_DGRAMS];
@@ -198,39 +219,28 @@ static void a_run_stops_at_the_size_limit(void **state)
         marks[i] = (uint8_t)(i + 1);
     }
     unsigned coalesced;
-    expect_received(&a, lens, marks, MAX_DGRAMS, &coalesced);
-    free(batch);
-    base_udp_sender_free(s);
-    close(sender.fd);
-    close(a.fd);
+    expect_received(&r.receiver, lens, marks, MAX_DGRAMS, &coalesced);
+    rig_close(&r);
 }
 
 /* Datagrams whose iovecs are not consecutive entries of one array are never joined. */
 static void scattered_iovecs_are_not_joined(void **state)
 {
     (void)state;
-    struct endpoint sender = open_endpoint(false), a = open_endpoint(false);
-    struct base_udp_sender *s = base_udp_sender_new(sender.fd, true, 0);
-    struct batch *batch = calloc(1, sizeof(*batch));
-    assert_non_null(s);
-    assert_non_null(batch);
-    add(batch, &a.addr, 300);
-    add(batch, &a.addr, 300);
-    add(batch, &a.addr, 300);
-    batch->iovs[5] = batch->iovs[1];
-    batch->msgs[1].msg_hdr.msg_iov = &batch->iovs[5];
+    struct rig r = rig_open(0);
+    for (unsigned i = 0; i < 3; i++)
+        add(r.batch, &r.receiver.addr, 300);
+    r.batch->iovs[5] = r.batch->iovs[1];
+    r.batch->msgs[1].msg_hdr.msg_iov = &r.batch->iovs[5];
     struct base_udp_sent sent;
-    base_udp_send(s, batch->msgs, batch->count, &sent);
+    base_udp_send(r.s, r.batch->msgs, r.batch->count, &sent);
     assert_int_equal(sent.datagrams, 3);
     assert_int_equal(sent.messages, 3); /* 0 cannot take 1; 1 cannot take 2 */
     size_t lens[] = {300, 300, 300};
     uint8_t marks[] = {1, 2, 3};
     unsigned coalesced;
-    expect_received(&a, lens, marks, 3, &coalesced);
-    free(batch);
-    base_udp_sender_free(s);
-    close(sender.fd);
-    close(a.fd);
+    expect_received(&r.receiver, lens, marks, 3, &coalesced);
+    rig_close(&r);
 }
 
 /* A destination the kernel refuses costs its datagrams, not the rest of the batch; a refused
@@ -238,32 +248,25 @@ static void scattered_iovecs_are_not_joined(void **state)
 static void refused_datagrams_are_counted_and_skipped(void **state)
 {
     (void)state;
-    struct endpoint sender = open_endpoint(false), a = open_endpoint(false);
-    struct base_udp_sender *s = base_udp_sender_new(sender.fd, true, MSG_DONTWAIT);
-    struct batch *batch = calloc(1, sizeof(*batch));
-    assert_non_null(s);
-    assert_non_null(batch);
-    struct sockaddr_in nowhere = a.addr;
-    add(batch, &a.addr, 200);
-    add(batch, &nowhere, 200); /* a run of two with an address too short to be one */
-    add(batch, &nowhere, 200);
-    batch->msgs[1].msg_hdr.msg_namelen = 3;
-    batch->msgs[2].msg_hdr.msg_namelen = 3;
-    add(batch, &a.addr, 200);
+    struct rig r = rig_open(MSG_DONTWAIT);
+    struct sockaddr_in nowhere = r.receiver.addr;
+    add(r.batch, &r.receiver.addr, 200);
+    add(r.batch, &nowhere, 200); /* a run of two with an address too short to be one */
+    add(r.batch, &nowhere, 200);
+    r.batch->msgs[1].msg_hdr.msg_namelen = 3;
+    r.batch->msgs[2].msg_hdr.msg_namelen = 3;
+    add(r.batch, &r.receiver.addr, 200);
     struct base_udp_sent sent;
-    base_udp_send(s, batch->msgs, batch->count, &sent);
+    base_udp_send(r.s, r.batch->msgs, r.batch->count, &sent);
     assert_int_equal(sent.datagrams, 2);
     assert_int_equal(sent.failed, 2);
     assert_int_equal(sent.bytes, 400);
-    assert_true(base_udp_sender_gso(s)); /* EINVAL is the address's fault, not the device's */
+    assert_true(base_udp_sender_gso(r.s)); /* a run's refusal never turns segmentation off */
     size_t lens[] = {200, 200};
     uint8_t marks[] = {1, 4};
     unsigned coalesced;
-    expect_received(&a, lens, marks, 2, &coalesced);
-    free(batch);
-    base_udp_sender_free(s);
-    close(sender.fd);
-    close(a.fd);
+    expect_received(&r.receiver, lens, marks, 2, &coalesced);
+    rig_close(&r);
 }
 
 int main(void)

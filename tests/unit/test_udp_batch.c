@@ -269,6 +269,48 @@ static void refused_datagrams_are_counted_and_skipped(void **state)
     rig_close(&r);
 }
 
+/* A run whose segments do not fit the path's MTU (EMSGSIZE; EINVAL on older kernels) goes
+ * again one by one, and the kernel fragments each datagram as it would have without joining.
+ * IPV6_MTU gives the sending socket a 1280-byte path on ::1. */
+static void a_run_over_the_mtu_goes_one_by_one(void **state)
+{
+    (void)state;
+    int tx = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0),
+        rx = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(tx >= 0 && rx >= 0);
+    struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof(to);
+    assert_int_equal(bind(rx, (struct sockaddr *)&to, sizeof(to)), 0);
+    assert_int_equal(getsockname(rx, (struct sockaddr *)&to, &len), 0);
+    int mtu = 1280;
+    assert_int_equal(setsockopt(tx, IPPROTO_IPV6, IPV6_MTU, &mtu, sizeof(mtu)), 0);
+    static uint8_t data[3][1400];
+    struct iovec iovs[3];
+    struct mmsghdr msgs[3];
+    for (unsigned i = 0; i < 3; i++) {
+        memset(data[i], (int)(i + 1), sizeof(data[i]));
+        iovs[i] = (struct iovec){.iov_base = data[i], .iov_len = sizeof(data[i])};
+        msgs[i].msg_hdr = (struct msghdr){
+            .msg_name = &to, .msg_namelen = sizeof(to), .msg_iov = &iovs[i], .msg_iovlen = 1};
+    }
+    struct base_udp_sender *s = base_udp_sender_new(tx, true, 0);
+    assert_non_null(s);
+    struct base_udp_sent sent;
+    base_udp_send(s, msgs, 3, &sent);
+    assert_int_equal(sent.failed, 0);
+    assert_int_equal(sent.datagrams, 3);
+    assert_int_equal(sent.messages, 3);
+    assert_true(base_udp_sender_gso(s));
+    struct endpoint receiver = {.fd = rx};
+    size_t lens[] = {1400, 1400, 1400};
+    uint8_t marks[] = {1, 2, 3};
+    unsigned coalesced;
+    expect_received(&receiver, lens, marks, 3, &coalesced);
+    base_udp_sender_free(s);
+    close(tx);
+    close(rx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +319,7 @@ int main(void)
         cmocka_unit_test(a_run_stops_at_the_size_limit),
         cmocka_unit_test(scattered_iovecs_are_not_joined),
         cmocka_unit_test(refused_datagrams_are_counted_and_skipped),
+        cmocka_unit_test(a_run_over_the_mtu_goes_one_by_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

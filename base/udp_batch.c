@@ -70,14 +70,13 @@ static bool same_destination(const struct msghdr *a, const struct msghdr *b)
            memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0;
 }
 
-/* How many datagrams from `first` make one run (1 when joining is off). */
-static unsigned run_length(const struct base_udp_sender *s, const struct mmsghdr *d, unsigned first,
-                           unsigned count)
+/* How many datagrams from `first` make one run. */
+static unsigned run_length(const struct mmsghdr *d, unsigned first, unsigned count)
 {
     const struct msghdr *head = &d[first].msg_hdr;
     size_t segment = head->msg_iov[0].iov_len, total = segment;
     unsigned n = 1;
-    if (!s->gso || segment == 0)
+    if (segment == 0)
         return 1;
     while (first + n < count && n < RUN_SEGMENTS_MAX) {
         const struct msghdr *next = &d[first + n].msg_hdr;
@@ -102,8 +101,8 @@ static void send_one_by_one(struct base_udp_sender *s, struct mmsghdr *d, unsign
         int r = sendmmsg(s->fd, &d[first + done], n - done, s->flags);
         if (r < 0 && errno == EINTR)
             continue;
-        sent->messages++;
         if (r <= 0) {
+            sent->messages++;
             sent->failed++;
             done++;
             continue;
@@ -111,7 +110,7 @@ static void send_one_by_one(struct base_udp_sender *s, struct mmsghdr *d, unsign
         for (int i = 0; i < r; i++)
             sent->bytes += d[first + done + (unsigned)i].msg_hdr.msg_iov[0].iov_len;
         sent->datagrams += (unsigned)r;
-        sent->messages += (unsigned)r - 1;
+        sent->messages += (unsigned)r;
         done += (unsigned)r;
     }
 }
@@ -131,7 +130,7 @@ void base_udp_send(struct base_udp_sender *s, struct mmsghdr *datagrams, unsigne
     /* Join runs into messages whose iovecs are the run's datagrams. */
     unsigned m = 0;
     for (unsigned i = 0; i < count; m++) {
-        unsigned n = run_length(s, datagrams, i, count);
+        unsigned n = run_length(datagrams, i, count);
         struct msghdr *h = &s->messages[m].msg_hdr;
         *h = datagrams[i].msg_hdr;
         h->msg_iovlen = n;

@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <srtp2/srtp.h>
 
+#include "libsrtp_ref.h"
 #include "srtp.h"
 
 #define HEADER_SIZE     12
@@ -73,27 +74,11 @@ static struct media_srtp_keys bench_keys(enum media_srtp_profile profile)
     return k;
 }
 
-/* libsrtp set up as tabib's wrapper of it was: any SSRC, a 128-packet window, repeats allowed. */
+/* The libsrtp2 reference session (tests/support/libsrtp_ref.h); the bench keys both sides alike. */
 static srtp_t lib_session(const struct media_srtp_keys *k, bool outbound)
 {
-    srtp_policy_t p;
-    memset(&p, 0, sizeof(p));
-    if (k->profile == MEDIA_SRTP_PROFILE_AEAD_AES_128_GCM) {
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtp);
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtcp);
-    } else {
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
-    }
-    unsigned char master[MEDIA_SRTP_KEY_MAX + MEDIA_SRTP_SALT_MAX];
-    memcpy(master, k->local_key, k->key_len);
-    memcpy(master + k->key_len, k->local_salt, k->salt_len);
-    p.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
-    p.key = master;
-    p.window_size = 128;
-    p.allow_repeat_tx = outbound;
-    srtp_t s = NULL;
-    if (srtp_create(&s, &p) != srtp_err_status_ok)
+    srtp_t s = libsrtp_ref_session(k, outbound, true);
+    if (!s)
         die("srtp_create failed");
     return s;
 }

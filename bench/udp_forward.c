@@ -33,8 +33,9 @@
  *     (pair, side) lookup is an array indexed by port, and a side is stored as
  *     a port. Both tables are allocated at start (256 KiB each).
  *   - recvmmsg takes up to BATCH datagrams per call; the datagrams of one
- *     receive batch that are to be forwarded go out in one sendmmsg, straight
- *     from the receive buffers (no copy).
+ *     receive batch that are to be forwarded go out in one base_udp_send
+ *     (one sendmmsg, runs to one receiver segmented as the media workers'),
+ *     straight from the receive buffers (no copy).
  *   - The receive blocks (MSG_WAITFORONE: wait for one, then take what is
  *     queued), which costs one system call per wake-up fewer than
  *     epoll_wait + recvmmsg. SIGINT and SIGTERM are blocked and read from a

@@ -750,9 +750,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Makes a peer and its responder, exchanges offer and answer, and starts both. */
-static struct pair *pair_start_resend(struct fixture *f, int i, const struct tp_config *cfg,
-                                      bool wrong_server_fingerprint, enum resend resend)
+/* Makes a peer from `cfg` and a responder to its offer. */
+static struct pair *pair_new(struct fixture *f, int i, const struct tp_config *cfg,
+                             bool wrong_server_fingerprint, enum resend resend)
 {
     struct pair *pr = &f->pairs[i];
     char err[256] = "";
@@ -763,6 +763,15 @@ static struct pair *pair_start_resend(struct fixture *f, int i, const struct tp_
     assert_non_null(offer);
     pr->responder = responder_new(offer, wrong_server_fingerprint, resend);
     free(offer);
+    return pr;
+}
+
+/* Makes a peer and its responder, exchanges offer and answer, and starts both. */
+static struct pair *pair_start_resend(struct fixture *f, int i, const struct tp_config *cfg,
+                                      bool wrong_server_fingerprint, enum resend resend)
+{
+    struct pair *pr = pair_new(f, i, cfg, wrong_server_fingerprint, resend);
+    char err[256] = "";
     if (tp_peer_set_answer(pr->peer, pr->responder->answer, err, sizeof(err)) != 0)
         fail_msg("tp_peer_set_answer: %s", err);
     responder_start(pr->responder);
@@ -777,19 +786,11 @@ static struct pair *pair_start(struct fixture *f, int i, const struct tp_config 
     return pair_start_resend(f, i, cfg, wrong_server_fingerprint, RESEND_RTX);
 }
 
-/* Like pair_start() with the active responder (responder_make_active); the peer has the
- * answer but is not started. */
+/* Like pair_new() with the active responder (responder_make_active): neither is started, and
+ * the peer has not taken the answer yet. */
 static struct pair *pair_new_active(struct fixture *f, int i, const struct tp_config *cfg)
 {
-    struct pair *pr = &f->pairs[i];
-    char err[256] = "";
-    pr->peer = tp_peer_new(cfg, err, sizeof(err));
-    if (!pr->peer)
-        fail_msg("tp_peer_new: %s", err);
-    char *offer = tp_peer_offer(pr->peer);
-    assert_non_null(offer);
-    pr->responder = responder_new(offer, false, RESEND_RTX);
-    free(offer);
+    struct pair *pr = pair_new(f, i, cfg, false, RESEND_RTX);
     responder_make_active(pr->responder);
     return pr;
 }

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <srtp2/srtp.h>
 
+#include "libsrtp_ref.h"
 #include "srtp.h"
 
 /*
@@ -728,33 +729,11 @@ static void test_rfc7714_srtcp_vectors(void **state)
 /* Cross-check against libsrtp2                                               */
 /* ------------------------------------------------------------------------- */
 
-/*
- * A libsrtp session with one side's master key (`local`: ours, as a
- * sender; otherwise the peer's, as a receiver), set up as tabib's
- * libsrtp wrapper did before it was replaced.
- */
+/* libsrtp_ref_session(), which must succeed. */
 static srtp_t libsrtp_session(const struct media_srtp_keys *k, bool outbound, bool encrypt_rtcp)
 {
-    srtp_policy_t p;
-    memset(&p, 0, sizeof(p));
-    if (k->profile == MEDIA_SRTP_PROFILE_AEAD_AES_128_GCM) {
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtp);
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtcp);
-    } else {
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
-    }
-    if (!encrypt_rtcp)
-        p.rtcp.sec_serv = sec_serv_auth;
-    unsigned char master[MEDIA_SRTP_KEY_MAX + MEDIA_SRTP_SALT_MAX];
-    memcpy(master, outbound ? k->local_key : k->remote_key, k->key_len);
-    memcpy(master + k->key_len, outbound ? k->local_salt : k->remote_salt, k->salt_len);
-    p.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
-    p.key = master;
-    p.window_size = 128;
-    p.allow_repeat_tx = outbound;
-    srtp_t session = NULL;
-    assert_int_equal(srtp_create(&session, &p), srtp_err_status_ok);
+    srtp_t session = libsrtp_ref_session(k, outbound, encrypt_rtcp);
+    assert_non_null(session);
     return session;
 }
 
@@ -860,6 +839,21 @@ static void deliver(struct sent **order, size_t n, bool rtcp, struct media_srtp 
     }
 }
 
+/* Protects p->plain with ours and with libsrtp (RTP or SRTCP); both must give the same bytes. */
+static void protect_both(struct sent *p, bool rtcp, struct media_srtp *ours_tx, srtp_t theirs_tx)
+{
+    memcpy(p->ours, p->plain, p->plain_len);
+    memcpy(p->theirs, p->plain, p->plain_len);
+    p->ours_len = rtcp ? media_srtp_protect_rtcp(ours_tx, p->ours, p->plain_len, PACKET_CAP)
+                       : media_srtp_protect_rtp(ours_tx, p->ours, p->plain_len, PACKET_CAP);
+    p->theirs_len = (int)p->plain_len;
+    assert_int_equal(rtcp ? srtp_protect_rtcp(theirs_tx, p->theirs, &p->theirs_len)
+                          : srtp_protect(theirs_tx, p->theirs, &p->theirs_len),
+                     srtp_err_status_ok);
+    assert_int_equal(p->ours_len, p->theirs_len);
+    assert_memory_equal(p->ours, p->theirs, (size_t)p->ours_len);
+}
+
 static void cross_check(enum media_srtp_profile profile, uint64_t seed)
 {
     struct rng r = {seed};
@@ -903,14 +897,7 @@ static void cross_check(enum media_srtp_profile profile, uint64_t seed)
             unsigned which = rng_next(&r) % CROSS_SSRCS;
             wrapped += seqs[which] == 0;
             p->plain_len = random_rtp(&r, p->plain, ssrcs[which], seqs[which]++);
-            memcpy(p->ours, p->plain, p->plain_len);
-            memcpy(p->theirs, p->plain, p->plain_len);
-            p->ours_len = media_srtp_protect_rtp(ours_tx, p->ours, p->plain_len, PACKET_CAP);
-            p->theirs_len = (int)p->plain_len;
-            assert_int_equal(srtp_protect(theirs_tx, p->theirs, &p->theirs_len),
-                             srtp_err_status_ok);
-            assert_int_equal(p->ours_len, p->theirs_len);
-            assert_memory_equal(p->ours, p->theirs, (size_t)p->ours_len);
+            protect_both(p, false, ours_tx, theirs_tx);
             order[i] = p;
         }
         shuffle(&r, order, CROSS_BATCH);
@@ -932,14 +919,7 @@ static void cross_check(enum media_srtp_profile profile, uint64_t seed)
         for (unsigned i = 0; i < CROSS_BATCH; i++) {
             struct sent *p = &batch[i];
             p->plain_len = random_rtcp(&r, p->plain, ssrcs[rng_next(&r) % CROSS_SSRCS]);
-            memcpy(p->ours, p->plain, p->plain_len);
-            memcpy(p->theirs, p->plain, p->plain_len);
-            p->ours_len = media_srtp_protect_rtcp(ours_tx, p->ours, p->plain_len, PACKET_CAP);
-            p->theirs_len = (int)p->plain_len;
-            assert_int_equal(srtp_protect_rtcp(theirs_tx, p->theirs, &p->theirs_len),
-                             srtp_err_status_ok);
-            assert_int_equal(p->ours_len, p->theirs_len);
-            assert_memory_equal(p->ours, p->theirs, (size_t)p->ours_len);
+            protect_both(p, true, ours_tx, theirs_tx);
             order[i] = p;
         }
         shuffle(&r, order, CROSS_BATCH);
